@@ -8,7 +8,9 @@
 #include "tests/expect_fatal.h"
 #include "tests/fixture.h"
 #include <doctest/doctest.h>
+#include <algorithm>
 #include <cstring>
+#include <dirent.h>
 #include <set>
 #include <unistd.h>
 
@@ -433,3 +435,60 @@ TEST_CASE("data: byte tables match SentencePiece decode, FineWeb 4096") { check_
 TEST_CASE("data: byte tables match SentencePiece decode, FineWeb 1024") { check_tokenizer_fixture("fineweb_1024"); }
 TEST_CASE("data: byte tables match SentencePiece decode, Debian 8192 (make data)") { check_tokenizer_fixture("debian_8192"); }
 TEST_CASE("data: byte tables match SentencePiece decode, Debian 1024 (make data)") { check_tokenizer_fixture("debian_1024"); }
+
+// The bpb formula over whole corpora: for every dataset `make data` built here (none in CI), the
+// bytes our tables give the shards' token stream equal the UTF-8 length of SentencePiece's decode
+// of every document (corpus.py wrote that sum into stats.json while tokenizing).
+static std::string json_after(const std::string& js, const std::string& key, size_t from = 0) {
+    size_t k = js.find("\"" + key + "\": ", from);
+    if (k == std::string::npos) FAIL("stats.json has no " << key);
+    return js.substr(k + key.size() + 4);
+}
+
+TEST_CASE("data: byte tables exact over every dataset built by make data (skipped when none)") {
+    DIR* dir = opendir("data/datasets");
+    if (!dir) {
+        MESSAGE("skipped: no data/datasets here (run `make data`)");
+        return;
+    }
+    std::vector<std::string> names;
+    while (struct dirent* e = readdir(dir))
+        if (e->d_name[0] != '.') names.push_back(e->d_name);
+    closedir(dir);
+    std::sort(names.begin(), names.end());
+    int checked = 0;
+    for (const std::string& name : names) {
+        std::string folder = "data/datasets/" + name, stats = folder + "/stats.json";
+        if (access(stats.c_str(), F_OK) != 0) continue;
+        std::vector<uint8_t> raw = read_bytes(stats);
+        std::string js(raw.begin(), raw.end());
+        std::string tok_path = json_after(js, "tokenizer_path");
+        tok_path = tok_path.substr(1, tok_path.find('"', 1) - 1);
+        if (access(tok_path.c_str(), F_OK) != 0) {
+            MESSAGE("skipped " << name << ": tokenizer " << tok_path << " absent");
+            continue;
+        }
+        Tokenizer tok;
+        tokenizer_load(&tok, tok_path);
+        for (const char* split : {"train", "val"}) {
+            size_t at = js.find(std::string("\"") + split + "\": {");
+            REQUIRE(at != std::string::npos);
+            int64_t want_tokens = atoll(json_after(js, "tokens", at).c_str());
+            int64_t want_bytes = atoll(json_after(js, "decoded_utf8_bytes", at).c_str());
+            std::vector<int32_t> stream;
+            for (const std::string& p : shard_list(folder, split)) {
+                Shard s;
+                shard_open(&s, p, tok.vocab_size());
+                stream.insert(stream.end(), s.tokens, s.tokens + s.num_tokens);
+                shard_close(&s);
+            }
+            REQUIRE((int64_t)stream.size() == want_tokens);
+            int64_t got = bpb_count_bytes(tok, stream.data(), (int64_t)stream.size() - 1);
+            CHECK(got == want_bytes);
+            MESSAGE(name << " " << std::string(split) << ": " << stream.size() << " tokens, tables " << got << " bytes, decode "
+                         << want_bytes << " bytes");
+            checked++;
+        }
+    }
+    if (!checked) MESSAGE("skipped: no dataset with stats.json under data/datasets");
+}

@@ -161,7 +161,8 @@ def shards(model, docdir, outdir, prefix):
     assert sp.piece_to_id("<s>") == BOS_ID or sp.id_to_piece(BOS_ID) == "<s>", "BOS must be id 1"
     assert sp.get_piece_size() <= 65536, "uint16 tokens need vocab <= 65536"
     os.makedirs(outdir, exist_ok=True)
-    stats = {"tokenizer": os.path.basename(model), "vocab_size": sp.get_piece_size()}
+    stats = {"tokenizer": os.path.basename(model), "tokenizer_path": os.path.abspath(model),
+             "vocab_size": sp.get_piece_size()}
     for split in ("train", "val"):
         with open(os.path.join(docdir, split + ".jsonl"), encoding="utf-8") as f:
             texts = [json.loads(line)["text"] for line in f]

@@ -8,14 +8,22 @@
 #   5. tools/corpus.py shards: BOS + tokens per document -> data/datasets/debian_sp${VOCAB}/
 # Idempotent: each step is skipped when its output exists (outputs appear by rename, whole).
 # VOCAB=1024 make data builds the 1024-piece tokenizer and its own dataset folder.
+# TOKENIZER=path/to/x.model make data tokenizes the corpus with that model instead of training one
+# (e.g. ../shared/data/tokenizers/fineweb_8192_bpe.model -> data/datasets/debian_fineweb_8192_bpe/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VOCAB=${VOCAB:-8192}
 PYTHON=${PYTHON:-/usr/bin/python3}
 RAW=data/raw
 PKGS=(linux-doc-6.1 python3.11-doc dict-gcide perl-doc)
-MODEL=data/tokenizers/debian_${VOCAB}_bpe.model
-OUT=data/datasets/debian_sp${VOCAB}
+if [ -n "${TOKENIZER:-}" ]; then
+    [ -f "$TOKENIZER" ] || { echo "make_data: error: tokenizer '$TOKENIZER' not found" >&2; exit 1; }
+    MODEL=$TOKENIZER
+    OUT=data/datasets/debian_$(basename "$TOKENIZER" .model)
+else
+    MODEL=data/tokenizers/debian_${VOCAB}_bpe.model
+    OUT=data/datasets/debian_sp${VOCAB}
+fi
 t_start=$(date +%s)
 step() { echo "make_data: $*"; }
 
