@@ -25,7 +25,7 @@ else
     OUT=data/datasets/debian_sp${VOCAB}
 fi
 t_start=$(date +%s)
-step() { echo "make_data: $*"; }
+step() { echo "make_data: [$(( $(date +%s) - t_start )) s] $*"; }
 
 mkdir -p "$RAW/debs" "$RAW/pkgs" data/tokenizers data/datasets
 for p in "${PKGS[@]}"; do
@@ -70,5 +70,5 @@ if [ ! -f "$OUT/stats.json" ]; then
     "$PYTHON" tools/corpus.py shards "$MODEL" "$RAW/corpus" "$OUT" debian
 fi
 
-step "done in $(( $(date +%s) - t_start )) s: $MODEL, $OUT/"
+step "done: $MODEL, $OUT/"
 cat "$OUT/stats.json"
