@@ -4,17 +4,27 @@
 
 namespace {
 
-// Fisher-Yates under splitmix64 seeded from (seed, epoch): the same order on every rank and
-// every machine, and after a restore.
-void make_perm(std::vector<int64_t>* perm, int64_t n, uint64_t seed, int64_t epoch) {
-    perm->resize(n);
-    for (int64_t i = 0; i < n; i++) (*perm)[i] = i;
-    Rng rng(seed * 0x9E3779B97F4A7C15ull + (uint64_t)epoch * 0xD1B54A32D192ED03ull + 1);
+// Lays out epoch L->st.epoch: the window grid's shift, the windows per shard, and their order.
+// Fisher-Yates under splitmix64 seeded from (seed, epoch): the same on every rank and every
+// machine, and after a restore.
+void start_epoch(TrainLoader* L) {
+    Rng rng(L->st.seed * 0x9E3779B97F4A7C15ull + (uint64_t)L->st.epoch * 0xD1B54A32D192ED03ull + 1);
+    const int64_t W = L->T + 1;
+    L->shift = L->st.epoch == 0 ? 0 : (int64_t)(rng.next() % (uint64_t)W);
+    L->first_window.assign(1, 0);
+    for (const Shard& s : L->shards)
+        L->first_window.push_back(L->first_window.back() + (s.num_tokens > L->shift ? (s.num_tokens - L->shift) / W : 0));
+    if (L->draws_per_epoch() == 0)
+        fatal("training shards ('%s', ...): %lld windows of T+1 = %d tokens, fewer than B*world = %d per draw",
+              L->shards[0].path.c_str(), (long long)L->num_windows(), L->T + 1, L->B * L->world);
+    int64_t n = L->num_windows();
+    L->perm.resize(n);
+    for (int64_t i = 0; i < n; i++) L->perm[i] = i;
     for (int64_t i = n - 1; i > 0; i--) {
         int64_t j = (int64_t)(rng.next() % (uint64_t)(i + 1));
-        int64_t t = (*perm)[i];
-        (*perm)[i] = (*perm)[j];
-        (*perm)[j] = t;
+        int64_t t = L->perm[i];
+        L->perm[i] = L->perm[j];
+        L->perm[j] = t;
     }
 }
 
@@ -32,46 +42,39 @@ void train_loader_init(TrainLoader* L, const std::string& dir, int B, int T, int
     L->vocab_size = vocab_size;
     std::vector<std::string> paths = shard_list(dir, "train");
     L->shards.resize(paths.size());
-    L->first_window.assign(1, 0);
     for (size_t s = 0; s < paths.size(); s++) {
         shard_open(&L->shards[s], paths[s], 0);
-        L->first_window.push_back(L->first_window.back() + L->shards[s].num_tokens / (T + 1));
+        L->st.total_tokens += L->shards[s].num_tokens;
     }
     L->st.seed = seed;
-    L->st.num_windows = L->first_window.back();
     L->st.B = B;
     L->st.T = T;
     L->st.world = world;
-    if (L->draws_per_epoch() == 0)
-        fatal("data folder '%s': %lld training windows of T+1 = %d tokens, fewer than B*world = %d per draw",
-              dir.c_str(), (long long)L->st.num_windows, T + 1, B * world);
     train_loader_reset(L);
 }
 
 void train_loader_reset(TrainLoader* L) {
     L->st.epoch = 0;
     L->st.draw = 0;
-    make_perm(&L->perm, L->st.num_windows, L->st.seed, 0);
+    start_epoch(L);
 }
 
 void train_loader_next(TrainLoader* L, int32_t* out) {
     if (L->st.draw >= L->draws_per_epoch()) {
         L->st.epoch++;
         L->st.draw = 0;
-        make_perm(&L->perm, L->st.num_windows, L->st.seed, L->st.epoch);
+        start_epoch(L);
     }
     const int64_t W = L->T + 1;
     for (int b = 0; b < L->B; b++) {
         int64_t w = L->perm[(L->st.draw * L->world + L->rank) * L->B + b];
-        size_t s = 0;  // shard holding window w: the last s with first_window[s] <= w
-        size_t lo = 0, hi = L->shards.size();
+        size_t lo = 0, hi = L->shards.size();  // the shard holding window w: last s with first_window[s] <= w
         while (hi - lo > 1) {
             size_t mid = (lo + hi) / 2;
             if (L->first_window[mid] <= w) lo = mid; else hi = mid;
         }
-        s = lo;
-        const Shard& sh = L->shards[s];
-        int64_t off = (w - L->first_window[s]) * W;
+        const Shard& sh = L->shards[lo];
+        int64_t off = L->shift + (w - L->first_window[lo]) * W;
         if (L->vocab_size > 0) shard_check_range(sh, off, W, L->vocab_size);
         for (int64_t t = 0; t < W; t++) out[b * W + t] = sh.tokens[off + t];
     }
@@ -82,16 +85,19 @@ LoaderState train_loader_state(const TrainLoader& L) { return L.st; }
 
 void train_loader_restore(TrainLoader* L, const LoaderState& s) {
     const LoaderState& c = L->st;
-    if (s.seed != c.seed || s.num_windows != c.num_windows || s.B != c.B || s.T != c.T || s.world != c.world)
-        fatal("train loader: checkpoint state (seed %llu, %lld windows, B=%d T=%d world=%d) does not match this run "
-              "(seed %llu, %lld windows, B=%d T=%d world=%d)",
-              (unsigned long long)s.seed, (long long)s.num_windows, s.B, s.T, s.world, (unsigned long long)c.seed,
-              (long long)c.num_windows, c.B, c.T, c.world);
-    if (s.epoch < 0 || s.draw < 0 || s.draw > L->draws_per_epoch())
+    if (s.seed != c.seed || s.total_tokens != c.total_tokens || s.B != c.B || s.T != c.T || s.world != c.world)
+        fatal("train loader: checkpoint state (seed %llu, %lld tokens, B=%d T=%d world=%d) does not match this run "
+              "(seed %llu, %lld tokens, B=%d T=%d world=%d)",
+              (unsigned long long)s.seed, (long long)s.total_tokens, s.B, s.T, s.world, (unsigned long long)c.seed,
+              (long long)c.total_tokens, c.B, c.T, c.world);
+    if (s.epoch < 0 || s.draw < 0)
         fatal("train loader: checkpoint state has bad position epoch %lld draw %lld", (long long)s.epoch,
               (long long)s.draw);
     L->st = s;
-    make_perm(&L->perm, L->st.num_windows, L->st.seed, L->st.epoch);
+    start_epoch(L);
+    if (s.draw > L->draws_per_epoch())
+        fatal("train loader: checkpoint state has draw %lld past the %lld draws of epoch %lld", (long long)s.draw,
+              (long long)L->draws_per_epoch(), (long long)s.epoch);
 }
 
 void train_loader_free(TrainLoader* L) {

@@ -1,11 +1,12 @@
 // Data loaders over a folder of shards (shard.h).
 //
-// Training: every shard is cut into disjoint windows of T+1 tokens (a window never crosses a
-// shard; a shard's last n mod (T+1) tokens are unused). Each epoch visits the windows in a
-// permutation drawn from (seed, epoch); draw d of the epoch gives rank r the B windows
-// perm[(d*world + r)*B + b], b < B, so the ranks' windows are disjoint within a draw and no window
-// repeats within an epoch (the last num_windows mod (B*world) windows of an epoch are skipped).
-// The whole position is (epoch, draw): LoaderState, identical on every rank, is what a
+// Training: in epoch e every shard is cut into disjoint windows of T+1 tokens starting at token
+// shift_e of the shard (shift_0 = 0, later epochs a shift in [0, T] drawn from (seed, e), so a
+// small corpus seen many times is not always cut at the same places); a window never crosses a
+// shard. The epoch visits its windows in a permutation drawn from (seed, e); draw d gives rank r
+// the B windows perm[(d*world + r)*B + b], b < B, so the ranks' windows are disjoint within a draw
+// and no window repeats within an epoch (the last num_windows mod (B*world) of an epoch are
+// skipped). The whole position is (epoch, draw): LoaderState, identical on every rank, is what a
 // checkpoint stores to resume the data order bit-exactly.
 //
 // Validation (spec/golf.md): all `*_val_*` shards in name order, concatenated, cut to a whole
@@ -22,17 +23,20 @@ struct LoaderState {
     int64_t epoch = 0;
     int64_t draw = 0;          // next draw within the epoch
     uint64_t seed = 0;
-    int64_t num_windows = 0;   // of the whole training set
+    int64_t total_tokens = 0;  // of all training shards: identifies the data set
     int32_t B = 0, T = 0, world = 0, pad = 0;
 };
 
 struct TrainLoader {
     std::vector<Shard> shards;
-    std::vector<int64_t> first_window;  // (num shards + 1,) cumulative window counts
     int B = 0, T = 0, rank = 0, world = 1, vocab_size = 0;
     LoaderState st;
-    std::vector<int64_t> perm;  // (num_windows,) window order of epoch st.epoch
-    int64_t draws_per_epoch() const { return st.num_windows / ((int64_t)B * world); }
+    // epoch st.epoch:
+    int64_t shift = 0;                  // first window's start in every shard
+    std::vector<int64_t> first_window;  // (num shards + 1,) cumulative window counts
+    std::vector<int64_t> perm;          // (num windows,) window order
+    int64_t num_windows() const { return first_window.back(); }
+    int64_t draws_per_epoch() const { return num_windows() / ((int64_t)B * world); }
 };
 
 // Maps every `*_train_*.bin` in dir. vocab_size > 0: every window handed out is checked (< vocab).

@@ -175,27 +175,34 @@ TEST_CASE("data: training loader gives ranks disjoint windows, deterministic fro
 
     std::vector<TrainLoader> L(R);
     for (int r = 0; r < R; r++) train_loader_init(&L[r], d.path, B, T, r, R, 1234, 60000);
-    REQUIRE(L[0].st.num_windows == 33);
+    REQUIRE(L[0].num_windows() == 33);
+    REQUIRE(L[0].shift == 0);
     REQUIRE(L[0].draws_per_epoch() == 5);  // 33 / (2*3), 3 windows skipped per epoch
 
     std::vector<int32_t> buf((size_t)B * (T + 1));
-    for (int epoch = 0; epoch < 3; epoch++) {
+    std::set<int64_t> shifts;
+    for (int epoch = 0; epoch < 4; epoch++) {
         std::set<std::pair<int, int64_t>> seen;  // (shard, start) of every window this epoch
         for (int draw = 0; draw < 5; draw++)
             for (int r = 0; r < R; r++) {
                 train_loader_next(&L[r], buf.data());
+                REQUIRE(L[r].st.epoch == epoch);
+                REQUIRE(L[r].draws_per_epoch() == 5);  // 31 to 33 windows whatever the shift
                 for (int b = 0; b < B; b++) {
                     const int32_t* w = &buf[(size_t)b * (T + 1)];
                     int s = w[0] / 20000;
                     int64_t start = w[0] % 20000;
-                    CHECK(start % (T + 1) == 0);  // window boundaries are fixed
+                    CHECK(start >= L[r].shift);
+                    CHECK((start - L[r].shift) % (T + 1) == 0);  // on this epoch's window grid
                     for (int t = 0; t <= T; t++) CHECK(w[t] == tok_at(s, start + t));  // contiguous, one shard
                     CHECK(seen.insert({s, start}).second);  // disjoint across ranks and draws
                 }
             }
         CHECK(seen.size() == 30);
-        CHECK(L[0].st.epoch == epoch);
+        shifts.insert(L[0].shift);
+        for (int r = 1; r < R; r++) CHECK(L[r].shift == L[0].shift);
     }
+    CHECK(shifts.size() > 1);  // later epochs cut the shards at other places
 
     // Same seed: same stream; another seed: another order; another rank: other windows.
     TrainLoader a, b, c;
@@ -229,7 +236,7 @@ TEST_CASE("data: training loader state resumes bit-exactly across epochs") {
     write_test_shard(d.file("t_train_000000.bin"), 0, 8 * 10);
     write_test_shard(d.file("t_train_000001.bin"), 1, 8 * 4 + 3);
     TrainLoader a;
-    train_loader_init(&a, d.path, B, T, 0, 2, 7, 0);  // 14 windows, 2 draws per epoch
+    train_loader_init(&a, d.path, B, T, 0, 2, 7, 0);  // 12 to 14 windows, 2 draws per epoch
     std::vector<int32_t> buf((size_t)B * (T + 1));
     for (int k = 0; k < 3; k++) train_loader_next(&a, buf.data());
     LoaderState saved = train_loader_state(a);
