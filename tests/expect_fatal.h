@@ -2,6 +2,8 @@
 // captured through a pipe, and checks that the child exited with a status != 0 and that what it
 // wrote to stderr contains "substring" (the named error). For every "bad input ends in fatal()"
 // test: fatal() calls exit(1), which would end the test binary if run in-process.
+// `statement` may be a braced block; a comma outside parentheses (`int a, b;`) would split the
+// macro arguments, so declare such things one per statement.
 #pragma once
 #include <doctest/doctest.h>
 #include <cstdio>
