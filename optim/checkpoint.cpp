@@ -28,11 +28,18 @@ static void shape_fields(const Config& c, int32_t* h) {
     memcpy(h + k, &rf, 4);
 }
 
+// FNV-1a over 8-byte words (then the tail bytes): a corruption check, fast enough for 500 MB.
 struct Fnv {
     uint64_t h = 1469598103934665603ull;
     void add(const void* p, size_t n) {
         const uint8_t* b = (const uint8_t*)p;
-        for (size_t i = 0; i < n; i++) { h ^= b[i]; h *= 1099511628211ull; }
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            uint64_t w;
+            memcpy(&w, b + i, 8);
+            h = (h ^ w) * 1099511628211ull;
+        }
+        for (; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
     }
 };
 

@@ -157,6 +157,8 @@ void muon_workspace_create(MuonWorkspace* ws, const std::vector<MuonMatrix>& mat
         if (mt.offset + (int64_t)mt.rows * mt.cols > arena) fatal("muon_workspace_create: matrix at %lld runs past the arena", (long long)mt.offset);
     }
     cublasCheck(cublasCreate(&ws->cublas));
+    // keep split-K partial sums in fp32: bf16 reductions would add error Newton-Schulz amplifies
+    cublasCheck(cublasSetMathMode(ws->cublas, (cublasMath_t)(CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)));
     cudaCheck(cudaMalloc(&ws->u, max_n * sizeof(float)));
     cudaCheck(cudaMalloc(&ws->row_scale, max_rows * sizeof(float)));
     cudaCheck(cudaMalloc(&ws->row_sq, max_rows * sizeof(float)));
