@@ -48,6 +48,7 @@
     X(FLOAT, max_wallclock_seconds, 600.0, "training wall-clock cap; 0 = none")                    \
     X(INT, warmup_steps, 20, "compile/warm-up steps, then weights and loader are reset")           \
     X(INT, warmdown_iters, 2600, "linear lr warmdown length in steps (placed by elapsed time)")     \
+    X(INT, lr_warmup_steps, 0, "linear lr warmup from 0 over these steps (0 = none, the seed)")     \
     X(INT, val_loss_every, 1000, "validate every n steps (0 = only at the end)")                   \
     X(INT, train_log_every, 50, "log every n steps")                                               \
     /* ---- optimizers */                                                                          \
@@ -60,9 +61,11 @@
     X(INT, muon_backend_steps, 5, "Newton-Schulz iterations")                                      \
     X(FLOAT, muon_wd, 0.04, "Muon decoupled weight decay")                                         \
     X(INT, muoneq_r, 1, "MuonEq-R: unit-norm rows before Newton-Schulz")                           \
+    X(INT, muon_nesterov, 1, "Muon Nesterov momentum (g + momentum*buf)")                          \
     X(FLOAT, beta1, 0.9, "Adam beta1")                                                             \
     X(FLOAT, beta2, 0.95, "Adam beta2")                                                            \
     X(FLOAT, adam_eps, 1e-8, "Adam eps")                                                           \
+    X(FLOAT, adam_wd, 0.0, "Adam decoupled weight decay (AdamW; the seed: 0)")                     \
     X(FLOAT, ema_decay, 0.997, "EMA of weights decay (0 = off)")                                   \
     X(FLOAT, late_qat_threshold, 0.15, "fake-quant once lr multiplier falls below this")           \
     /* ---- evaluation */                                                                          \

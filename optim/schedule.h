@@ -1,0 +1,20 @@
+// Schedules of the training run, keyed to the wall-clock cap (spec/model.md, Training):
+// - lr multiplier: optional linear warmup from 0 (lr_warmup_steps; the seed has none), constant 1,
+//   then a linear warmdown to 0 over the last warmdown_iters steps. With a wall-clock cap the run
+//   ends at the cap, not at a step count, so the warmdown is placed by time: the mean step time so
+//   far (elapsed / max(step, 1)) turns warmdown_iters into a duration, and the multiplier is
+//   remaining_time / warmdown_duration once that is below 1 (parameter-golf's lr_mul). Without a
+//   cap it is (iterations - step) / warmdown_iters over the last warmdown_iters steps.
+// - Muon momentum: linear from muon_momentum_warmup_start to muon_momentum over
+//   muon_momentum_warmup_steps steps, then constant.
+// - EMA of the weights: ema = d*ema + (1-d)*w after every optimizer step (d = ema_decay, 0 = off),
+//   started from the initial weights; the CUDA twin is ema_update in optim/schedule.cuh.
+#pragma once
+#include "model/config.h"
+#include <cstdint>
+
+// step: optimizer steps taken so far (0 for the first); elapsed_s: training seconds so far.
+double lr_multiplier(const Config& c, int64_t step, double elapsed_s);
+double muon_momentum_at(const Config& c, int64_t step);
+// ema (n) = decay*ema + (1-decay)*w (n)
+void ema_update_cpu(float* ema, const float* w, int64_t n, double decay);
