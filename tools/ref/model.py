@@ -6,7 +6,8 @@ trainer: parameters are named exactly as model/params.h's param_specs() names th
 C++ parameter arena. No Triton, no fused kernels: every op is the plain math.
 
 Mixers: attention at cfg.is_attn(l). Other layers are Mamba-3: tools/ref/mamba3.py provides
-    add_params(block, cfg)      registers in_proj, out_proj, dt_bias, ... on the block
+    add_params(block, cfg)      registers in_proj, out_proj, dt_bias, ... on the block, as
+                                nn.Parameters in MAMBA_TENSORS order with its shapes
     forward(block, x, cfg)      (B, T, C) -> (B, T, C), the mixer between rmsnorm and mixer_scale
 and is imported only when a config has Mamba-3 layers.
 """
