@@ -37,6 +37,7 @@ void attn_qkv_prep_forward_cpu(F* q, F* k, F* v, F* q_rstd, F* k_rstd, const F* 
     std::vector<double> cs, sn;
     rope_table(&cs, &sn, d);
     int half = d.HD / 2, cols = d.qkv_cols();
+#pragma omp parallel for collapse(2)
     for (int b = 0; b < d.B; b++)
         for (int t = 0; t < d.T; t++) {
             int64_t bt = (int64_t)b * d.T + t;
@@ -85,8 +86,10 @@ void attn_qkv_prep_backward_cpu(F* dqkv, F* dq_gain, const F* dq, const F* dk, c
                                 const F* q_rstd, const F* k_rstd, const F* q_gain, const AttnDims& d) {
     std::vector<double> cs, sn;
     rope_table(&cs, &sn, d);
-    std::vector<double> dgain(d.NH, 0.0);
+    // each (b, t) writes its own d q_gain terms; summed afterwards in a fixed order (deterministic)
+    std::vector<double> dgain((size_t)d.B * d.T * d.NH, 0.0);
     int half = d.HD / 2, cols = d.qkv_cols();
+#pragma omp parallel for collapse(2)
     for (int b = 0; b < d.B; b++)
         for (int t = 0; t < d.T; t++) {
             int64_t bt = (int64_t)b * d.T + t;
@@ -95,7 +98,7 @@ void attn_qkv_prep_backward_cpu(F* dqkv, F* dq_gain, const F* dq, const F* dk, c
             const double* c = &cs[(size_t)t * half];
             const double* s = &sn[(size_t)t * half];
             for (int h = 0; h < d.NH; h++)
-                norm_rope_backward(drow + h * d.HD, &dgain[h], dq + (bt * d.NH + h) * d.HD, row + h * d.HD,
+                norm_rope_backward(drow + h * d.HD, &dgain[bt * d.NH + h], dq + (bt * d.NH + h) * d.HD, row + h * d.HD,
                                    (double)q_rstd[bt * d.NH + h], (double)q_gain[h], c, s, d);
             for (int h = 0; h < d.NKV; h++)
                 norm_rope_backward(drow + (d.NH + h) * d.HD, (double*)nullptr, dk + (bt * d.NKV + h) * d.HD,
@@ -108,17 +111,22 @@ void attn_qkv_prep_backward_cpu(F* dqkv, F* dq_gain, const F* dq, const F* dk, c
                 drow[off + i] = (F)(dv[bt * d.NKV * d.HD + i] * sg * (1.0 + u * (1.0 - sg)));
             }
         }
-    for (int h = 0; h < d.NH; h++) dq_gain[h] = (F)(dq_gain[h] + dgain[h]);
+    for (int h = 0; h < d.NH; h++) {
+        double acc = 0;
+        for (int64_t bt = 0; bt < (int64_t)d.B * d.T; bt++) acc += dgain[bt * d.NH + h];
+        dq_gain[h] = (F)(dq_gain[h] + acc);
+    }
 }
 
 template <typename F>
 void attention_forward_cpu(F* y, F* lse, const F* q, const F* k, const F* v, const AttnDims& d) {
     double scale = 1.0 / sqrt((double)d.HD);
     int rep = d.NH / d.NKV;
-    std::vector<double> sc(d.T), acc(d.HD);
+#pragma omp parallel for collapse(2)
     for (int b = 0; b < d.B; b++)
         for (int h = 0; h < d.NH; h++) {
             int hk = h / rep;
+            std::vector<double> sc(d.T), acc(d.HD);
             for (int i = 0; i < d.T; i++) {
                 const F* qi = q + (((int64_t)b * d.T + i) * d.NH + h) * d.HD;
                 double mx = -INFINITY;
@@ -151,36 +159,39 @@ void attention_backward_cpu(F* dq, F* dk, F* dv, const F* dy, const F* q, const 
     double scale = 1.0 / sqrt((double)d.HD);
     int rep = d.NH / d.NKV;
     int64_t nkv = (int64_t)d.B * d.T * d.NKV * d.HD;
-    // dk, dv sum over the query rows and the GQA group: accumulate in double, write once
-    std::vector<double> dkd(nkv, 0.0), dvd(nkv, 0.0), dqi(d.HD);
+    // dk, dv sum over the query rows and the GQA group: accumulate in double, write once.
+    // One (b, kv head) per thread: it owns those dk, dv rows and its heads' dq rows (deterministic).
+    std::vector<double> dkd(nkv, 0.0), dvd(nkv, 0.0);
+#pragma omp parallel for collapse(2)
     for (int b = 0; b < d.B; b++)
-        for (int h = 0; h < d.NH; h++) {
-            int hk = h / rep;
-            for (int i = 0; i < d.T; i++) {
-                int64_t qo = (((int64_t)b * d.T + i) * d.NH + h) * d.HD;
-                const F* qi = q + qo;
-                const F* dyi = dy + qo;
-                double l = lse[((int64_t)b * d.NH + h) * d.T + i];
-                double D = 0;  // D_i = sum_j P_ij dP_ij = dY_i . Y_i
-                for (int e = 0; e < d.HD; e++) D += (double)dyi[e] * y[qo + e];
-                for (int e = 0; e < d.HD; e++) dqi[e] = 0;
-                for (int j = 0; j <= i; j++) {
-                    int64_t ko = (((int64_t)b * d.T + j) * d.NKV + hk) * d.HD;
-                    double s = 0, dp = 0;
-                    for (int e = 0; e < d.HD; e++) {
-                        s += (double)qi[e] * k[ko + e];
-                        dp += (double)dyi[e] * v[ko + e];
+        for (int hk = 0; hk < d.NKV; hk++) {
+            std::vector<double> dqi(d.HD);
+            for (int h = hk * rep; h < (hk + 1) * rep; h++)
+                for (int i = 0; i < d.T; i++) {
+                    int64_t qo = (((int64_t)b * d.T + i) * d.NH + h) * d.HD;
+                    const F* qi = q + qo;
+                    const F* dyi = dy + qo;
+                    double l = lse[((int64_t)b * d.NH + h) * d.T + i];
+                    double D = 0;  // D_i = sum_j P_ij dP_ij = dY_i . Y_i
+                    for (int e = 0; e < d.HD; e++) D += (double)dyi[e] * y[qo + e];
+                    for (int e = 0; e < d.HD; e++) dqi[e] = 0;
+                    for (int j = 0; j <= i; j++) {
+                        int64_t ko = (((int64_t)b * d.T + j) * d.NKV + hk) * d.HD;
+                        double s = 0, dp = 0;
+                        for (int e = 0; e < d.HD; e++) {
+                            s += (double)qi[e] * k[ko + e];
+                            dp += (double)dyi[e] * v[ko + e];
+                        }
+                        double p = exp(s * scale - l);   // P = softmax row, recomputed from lse
+                        double ds = p * (dp - D);         // softmax backward
+                        for (int e = 0; e < d.HD; e++) {
+                            dvd[ko + e] += p * dyi[e];    // y = P v
+                            dqi[e] += ds * scale * k[ko + e];
+                            dkd[ko + e] += ds * scale * qi[e];
+                        }
                     }
-                    double p = exp(s * scale - l);   // P = softmax row, recomputed from lse
-                    double ds = p * (dp - D);         // softmax backward
-                    for (int e = 0; e < d.HD; e++) {
-                        dvd[ko + e] += p * dyi[e];    // y = P v
-                        dqi[e] += ds * scale * k[ko + e];
-                        dkd[ko + e] += ds * scale * qi[e];
-                    }
+                    for (int e = 0; e < d.HD; e++) dq[qo + e] = (F)dqi[e];
                 }
-                for (int e = 0; e < d.HD; e++) dq[qo + e] = (F)dqi[e];
-            }
         }
     for (int64_t n = 0; n < nkv; n++) {
         dk[n] = (F)dkd[n];

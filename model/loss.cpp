@@ -7,11 +7,14 @@
 template <typename F>
 double softcap_ce_forward_backward_cpu(F* losses, F* dlogits, const F* logits, const int32_t* targets,
                                        int64_t N, int V, double cap) {
-    std::vector<double> s(V);
-    double total = 0;
+    for (int64_t n = 0; n < N; n++)
+        if (targets[n] < 0 || targets[n] >= V)
+            fatal("cross-entropy: target %d at position %lld outside [0, %d)", targets[n], (long long)n, V);
+    std::vector<double> row_loss(N);
+#pragma omp parallel for
     for (int64_t n = 0; n < N; n++) {
+        std::vector<double> s(V);
         int32_t y = targets[n];
-        if (y < 0 || y >= V) fatal("cross-entropy: target %d at position %lld outside [0, %d)", y, (long long)n, V);
         const F* z = logits + n * V;
         double mx = -INFINITY;
         for (int v = 0; v < V; v++) {
@@ -21,9 +24,8 @@ double softcap_ce_forward_backward_cpu(F* losses, F* dlogits, const F* logits, c
         double sum = 0;
         for (int v = 0; v < V; v++) sum += exp(s[v] - mx);
         double lse = mx + log(sum);
-        double loss = lse - s[y];
-        total += loss;
-        if (losses) losses[n] = (F)loss;
+        row_loss[n] = lse - s[y];
+        if (losses) losses[n] = (F)row_loss[n];
         if (dlogits) {
             // d loss / d s_v = softmax(s)_v - [v == y];  d s / d z = 1 - tanh^2 = 1 - (s / cap)^2
             for (int v = 0; v < V; v++) {
@@ -33,6 +35,8 @@ double softcap_ce_forward_backward_cpu(F* losses, F* dlogits, const F* logits, c
             }
         }
     }
+    double total = 0;  // summed in token order: the same number for any thread count
+    for (int64_t n = 0; n < N; n++) total += row_loss[n];
     return total / (double)N;
 }
 

@@ -8,6 +8,7 @@
 #include "tests/fd.h"
 #include "tests/fixture.h"
 #include <cstring>
+#include <omp.h>
 #include <vector>
 
 static Config config_from_fixture(const Fixture& fx, int* B, int* T) {
@@ -145,6 +146,39 @@ TEST_CASE("model: gradients accumulate; float tensors bind where param_bind poin
     }
     CHECK(maxg > 0);
     CHECK(maxdiff <= 1e-6 * maxg);
+}
+
+TEST_CASE("model: forward and backward are bitwise the same for any thread count") {
+    Config c = tiny_config();
+    c.num_heads = 4;
+    c.num_kv_heads = 2;
+    c.validate();
+    const int B = 3, T = 7;
+    std::vector<float> params(param_arena_size(c)), acts(model_acts_size(c, B, T));
+    param_init(c, params.data(), 11);
+    for (auto& v : params) v += 0.01f;  // no zero projections
+    std::vector<int32_t> tok(B * T), tgt(B * T);
+    for (int k = 0; k < B * T; k++) {
+        tok[k] = (k * 7 + 3) % c.vocab_size;
+        tgt[k] = (k * 5 + 1) % c.vocab_size;
+    }
+    ModelTensors<float> p, g;
+    ModelActs<float> a;
+    model_tensors_bind(c, params.data(), &p);
+    model_acts_bind(c, B, T, acts.data(), &a);
+    std::vector<std::vector<float>> grads;
+    std::vector<double> losses;
+    int saved = omp_get_max_threads();
+    for (int threads : {1, 4}) {
+        omp_set_num_threads(threads);
+        grads.emplace_back(params.size(), 0.f);
+        model_tensors_bind(c, grads.back().data(), &g);
+        losses.push_back(model_forward_cpu(a, tok.data(), tgt.data(), p, c, B, T));
+        model_backward_cpu(g, a, tok.data(), tgt.data(), p, c, B, T);
+    }
+    omp_set_num_threads(saved);
+    CHECK(losses[0] == losses[1]);
+    CHECK(memcmp(grads[0].data(), grads[1].data(), grads[0].size() * sizeof(float)) == 0);
 }
 
 TEST_CASE("model: Mamba-3 layers stop with a message until the Mamba-3 CPU layer exists") {
