@@ -46,6 +46,12 @@ TEST_CASE("model: all-attention configs vs PyTorch (loss, logits, every gradient
             REQUIRE(t.numel() == s.numel());
             memcpy(params.data() + s.offset, t.f.data(), s.numel() * sizeof(float));
         }
+        // model.py's arena_layout (the reference trainer's checkpoint view) is param_specs' layout
+        const FixTensor& offs = fx.get("arena_offsets");
+        REQUIRE(offs.numel() == (int64_t)specs.size() + 1);
+        for (size_t k = 0; k < specs.size(); k++) CHECK(offs.i[k] == specs[k].offset);
+        CHECK(offs.i[specs.size()] == n);
+        CHECK(memcmp(fx.f("arena_params"), params.data(), n * sizeof(float)) == 0);
         ModelTensors<float> p, g;
         ModelActs<float> a;
         model_tensors_bind(c, params.data(), &p);
@@ -56,6 +62,7 @@ TEST_CASE("model: all-attention configs vs PyTorch (loss, logits, every gradient
         float lossf = (float)loss;
         CHECK_CLOSE((std::string(name) + " loss"), &lossf, fx.f("loss"), 1, 1e-5);
         CHECK_CLOSE((std::string(name) + " logits"), a.logits, fx.f("logits"), (int64_t)B * T * c.vocab_size, 1e-5);
+        CHECK_CLOSE((std::string(name) + " gradient arena"), grads.data(), fx.f("arena_grads"), n, 1e-5);
         for (auto& s : specs)
             CHECK_CLOSE((std::string(name) + " grad." + s.name), grads.data() + s.offset, fx.f("grad." + s.name),
                         s.numel(), 1e-5);

@@ -176,3 +176,34 @@ class GPT(nn.Module):
     def forward(self, tokens, targets):
         """Mean cross-entropy over the B*T tokens (softcapped logits)."""
         return softcap_ce(self.logits(tokens), targets, self.cfg.logit_softcap)
+
+
+def arena_layout(gpt):
+    """[(name, offset, numel)] in model/params.h's arena order (named_parameters follows the
+    X-macro order), offsets in elements, each tensor 64-element (256-byte) aligned, and the arena size."""
+    out, off = [], 0
+    for name, p in gpt.named_parameters():
+        out.append((name, off, p.numel()))
+        off += (p.numel() + 63) // 64 * 64
+    return out, off
+
+
+def load_arena(gpt, arena):
+    """Copy a flat float32 parameter arena (a C++ checkpoint's parameters) into gpt."""
+    layout, size = arena_layout(gpt)
+    arena = torch.as_tensor(arena)
+    if arena.numel() != size:
+        raise ValueError(f"arena has {arena.numel()} elements, this config needs {size}")
+    with torch.no_grad():
+        for (name, off, n), p in zip(layout, gpt.parameters()):
+            p.copy_(arena[off:off + n].reshape(p.shape))
+
+
+def to_arena(gpt, grads=False):
+    """The parameters (or their gradients) as one flat float32 arena in the C++ layout."""
+    layout, size = arena_layout(gpt)
+    arena = torch.zeros(size, dtype=torch.float32)
+    for (name, off, n), p in zip(layout, gpt.parameters()):
+        src = p.grad if grads else p
+        arena[off:off + n] = src.detach().reshape(-1).float()
+    return arena

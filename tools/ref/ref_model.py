@@ -49,6 +49,10 @@ def cases():
                "cfg_f64": np.array([cfg.logit_softcap, cfg.rope_base, cfg.norm_eps], dtype=np.float64),
                "tokens": tokens, "targets": targets, "logits": logits.detach(),
                "loss": loss.detach().reshape(1).numpy()}
+        layout, size = M.arena_layout(gpt)  # checked against param_specs by the C++ test
+        res["arena_offsets"] = np.array([off for _, off, _ in layout] + [size], dtype=np.int32)
+        res["arena_params"] = M.to_arena(gpt)
+        res["arena_grads"] = M.to_arena(gpt, grads=True)
         for name, p in gpt.named_parameters():
             res[name] = p.detach()
             res["grad." + name] = p.grad
