@@ -2,6 +2,7 @@
 // Loops read like spec/mamba3.md; every sum runs in double whatever the storage type.
 #include "model/mamba3.h"
 #include "model/common.h"
+#include "model/model.h"  // defines: BlockTensors, the mixer hook mamba3_block_* filled in here
 #include <cmath>
 #include <vector>
 
@@ -668,6 +669,38 @@ void mamba3_backward_cpu(F* dinp, const Mamba3Grads<F>& g, const Mamba3States<F>
     matmul_nn(dinp, (const F*)dzx, w.in_proj, BT, d.R, d.C);
 }
 
+// ==========================================================================================
+// The whole model's mixer hook (model/model.h): zero initial states, final states not kept.
+// The block's region holds the layer's saved activations, then the backward's scratch.
+int64_t mamba3_block_act_size(const Config& c, int B, int T) {
+    Mamba3Dims d = mamba3_dims(c, B, T);
+    return mamba3_acts_size(d) + mamba3_grad_scratch_size(d);
+}
+
+template <typename F>
+static Mamba3Weights<F> block_weights(const BlockTensors<F>& w) {
+    return {w.in_proj, w.out_proj, w.dt_bias, w.B_bias, w.C_bias, w.B_norm_w, w.C_norm_w, w.D};
+}
+
+template <typename F>
+void mamba3_block_forward_cpu(F* out, F* acts, const F* inp, const BlockTensors<F>& w, const Config& c, int B, int T) {
+    Mamba3Dims d = mamba3_dims(c, B, T);
+    Mamba3Acts<F> a;
+    mamba3_acts_bind(&a, acts, d);
+    mamba3_forward_cpu(out, (const Mamba3States<F>*)nullptr, a, inp, block_weights(w), (const Mamba3States<F>*)nullptr, d);
+}
+
+template <typename F>
+void mamba3_block_backward_cpu(F* dinp, const BlockTensors<F>& dw, const F* dout, F* acts, const F* inp,
+                               const BlockTensors<F>& w, const Config& c, int B, int T) {
+    Mamba3Dims d = mamba3_dims(c, B, T);
+    Mamba3Acts<F> a;
+    mamba3_acts_bind(&a, acts, d);
+    Mamba3Grads<F> g = {dw.in_proj, dw.out_proj, dw.dt_bias, dw.B_bias, dw.C_bias, dw.B_norm_w, dw.C_norm_w, dw.D};
+    mamba3_backward_cpu(dinp, g, (const Mamba3States<F>*)nullptr, dout, (const Mamba3States<F>*)nullptr, a, inp,
+                        block_weights(w), (const Mamba3States<F>*)nullptr, acts + mamba3_acts_size(d), d);
+}
+
 // ---- explicit instantiations: float (the reference) and double (finite differences)
 #define MAMBA3_INSTANTIATE(F)                                                                                   \
     template void mamba3_prep_forward_cpu<F>(F*, F*, F*, F*, F*, F*, F*, F*, F*, F*, const F*, const F*,      \
@@ -693,6 +726,9 @@ void mamba3_backward_cpu(F* dinp, const Mamba3Grads<F>& g, const Mamba3States<F>
     template void mamba3_backward_cpu<F>(F*, const Mamba3Grads<F>&, const Mamba3States<F>*, const F*,         \
                                          const Mamba3States<F>*, const Mamba3Acts<F>&, const F*,               \
                                          const Mamba3Weights<F>&, const Mamba3States<F>*, F*,                  \
-                                         const Mamba3Dims&);
+                                         const Mamba3Dims&);                                               \
+    template void mamba3_block_forward_cpu<F>(F*, F*, const F*, const BlockTensors<F>&, const Config&, int, int); \
+    template void mamba3_block_backward_cpu<F>(F*, const BlockTensors<F>&, const F*, F*, const F*,            \
+                                               const BlockTensors<F>&, const Config&, int, int);
 MAMBA3_INSTANTIATE(float)
 MAMBA3_INSTANTIATE(double)
