@@ -1,8 +1,10 @@
 // Mamba-3 SISO layer (CPU): recurrent == chunked (T not a multiple of L, T < L, T = 1), state
 // passing (two halves == whole), every gradient of the scan, the prep and the whole layer against
-// float64 central finite differences, extreme inputs, dt_bias init, and the layer against the
-// PyTorch reference (tools/ref/ref_mamba3.py fixtures).
+// float64 central finite differences, extreme inputs, dt_bias init, the layer and the whole hybrid
+// model against the PyTorch reference (tools/ref/ref_mamba3.py fixtures), and the seed's default
+// config end to end.
 #include "model/mamba3.h"   // defines: Mamba3Dims, mamba3_{prep,scan,}_{forward,backward}_cpu, ...
+#include "model/model.h"    // defines: ModelTensors, ModelActs, model_{forward,backward}_cpu
 #include "model/params.h"   // defines: param_specs, param_init, param_bind
 #include "model/common.h"   // defines: Rng
 #include "tests/fixture.h"
@@ -510,7 +512,6 @@ TEST_CASE("mamba3: layer forward/backward matches PyTorch autograd: float32 with
 }
 
 // ---- the whole model with Mamba-3 blocks ------------------------------------------------------
-#include "model/model.h"  // defines: ModelTensors, ModelActs, model_{forward,backward}_cpu
 
 TEST_CASE("mamba3: the seed's default config runs end to end on CPU (B=1, T=8): finite loss near ln(V) at init, finite grads") {
     Config c;  // defaults: d 512, 7 layers (attention at 2 and 5), d_state 64, 16 heads, S 16, R 2240
@@ -589,4 +590,59 @@ TEST_CASE("mamba3: whole hybrid model gradients (Mamba-3 parameters) == float64 
     }
     CHECK(checked == 16);  // 8 tensors in each of the 2 Mamba-3 blocks
     MESSAGE("model FD (Mamba-3 blocks): worst relative error " << g_fd_worst << " (tol " << kFdTol << ")");
+}
+
+// Whole hybrid model against tools/ref/model.py + tools/ref/mamba3.py (fixtures mamba3_model_*).
+template <typename F>
+static double run_model_case(const char* name, double tol) {
+    Fixture fx = load_fixture(name);
+    const std::vector<double>& cf = fx.get("cfg").d;
+    Config c;
+    c.vocab_size = (int)cf[0]; c.model_dim = (int)cf[1]; c.num_layers = (int)cf[2]; c.num_attn_layers = (int)cf[3];
+    c.num_heads = (int)cf[4]; c.num_kv_heads = (int)cf[5]; c.mlp_mult = (int)cf[6]; c.d_state = (int)cf[7];
+    c.expand = (int)cf[8]; c.ssm_headdim = (int)cf[9]; c.ssm_ngroups = (int)cf[10]; c.chunk_size = (int)cf[11];
+    c.rope_fraction = cf[12]; c.a_act = cf[13] == 0 ? "softplus" : "heavytail";
+    c.validate();
+    const int B = (int)cf[14], T = (int)cf[15];
+    std::vector<F> params(param_arena_size(c), (F)0), grads(params.size(), (F)0), acts(model_acts_size(c, B, T));
+    auto specs = param_specs(c);
+    for (auto& s : specs) {
+        const FixTensor& ft = fx.get(s.name);
+        REQUIRE(ft.numel() == s.numel());
+        std::copy(ft.f.begin(), ft.f.end(), params.begin() + s.offset);
+    }
+    ModelTensors<F> p, g;
+    model_tensors_bind(c, params.data(), &p);
+    model_tensors_bind(c, grads.data(), &g);
+    ModelActs<F> a;
+    model_acts_bind(c, B, T, acts.data(), &a);
+    double loss = model_forward_cpu(a, fx.i("tokens"), fx.i("targets"), p, c, B, T);
+    model_backward_cpu(g, a, fx.i("tokens"), fx.i("targets"), p, c, B, T);
+    INFO(std::string(name) << (sizeof(F) == 4 ? " (float32)" : " (float64)"));
+    double worst = 0;
+    auto chk = [&](const std::string& what, const F* got, int64_t n) {
+        REQUIRE(fx.get(what).numel() == n);
+        std::vector<double> gd(got, got + n);
+        double e = rel_err_d(gd.data(), fx.get(what).d.data(), n);
+        INFO(what << ": rel err " << e << " (tol " << tol << ")");
+        CHECK(e <= tol);
+        if (getenv("MAMBA3_VERBOSE")) printf("%-28s %d %-24s %.2e\n", name, (int)sizeof(F), what.c_str(), e);
+        worst = fmax(worst, e);
+    };
+    F lossF = (F)loss;
+    chk("loss", &lossF, 1);
+    chk("logits", a.logits, (int64_t)B * T * c.vocab_size);
+    for (auto& s : specs) chk("grad." + s.name, grads.data() + s.offset, s.numel());
+    return worst;
+}
+
+static const char* kModelCases[] = {"mamba3_model_v64_d32_l3", "mamba3_model_v96_d48_l5"};
+
+TEST_CASE("mamba3: whole hybrid model (Mamba-3 + attention) matches PyTorch: float32 within 1e-5, float64 within 1e-10") {
+    double w32 = 0, w64 = 0;
+    for (const char* name : kModelCases) {
+        w32 = fmax(w32, run_model_case<float>(name, 1e-5));
+        w64 = fmax(w64, run_model_case<double>(name, 1e-10));
+    }
+    MESSAGE("hybrid model vs PyTorch: worst relative error float32 " << w32 << ", float64 " << w64);
 }
