@@ -73,9 +73,10 @@ def add_params(mod, cfg):
     mod.D = nn.Parameter(torch.ones(1, d.H))
 
 
-def forward_with_states(mod, u, cfg, states=None):
+def forward_with_states(mod, u, cfg, states=None, chunked=False):
     """u (b, l, C). states: None or (angle (b,H,S), ssm (b,H,P,N), k (b,H,N), v (b,H,P)).
-    Returns out (b, l, C) and the final states (same four; the angle reduced mod 2*pi)."""
+    Returns out (b, l, C) and the final states (same four; the angle reduced mod 2*pi).
+    chunked: the chunk-L form (fast) instead of the per-step recurrence (the fixtures' reference)."""
     d = Dims(cfg)
     b, l, _ = u.shape
     H, P, N, G, S = d.H, d.P, d.N, d.G, d.S
@@ -89,7 +90,6 @@ def forward_with_states(mod, u, cfg, states=None):
     Bm, Cm = rms(Bm, mod.B_norm_w), rms(Cm, mod.C_norm_w)
     A = -torch.clamp(a_activation(dd_A, cfg.a_act), min=cfg.a_floor)  # (b, l, H)
     dt = F.softplus(dd_dt + mod.dt_bias.reshape(H))
-    alpha = torch.exp(A * dt)
     lam = torch.sigmoid(trap)
     # head h reads group h // (H/G); the biases are per head, added before the rotation
     qb = Cm.repeat_interleave(H // G, dim=2) + mod.C_bias
@@ -106,8 +106,19 @@ def forward_with_states(mod, u, cfg, states=None):
         h_state = u.new_zeros(b, H, P, N)
         k_prev, v_prev = u.new_zeros(b, H, N), u.new_zeros(b, H, P)
     Dh = mod.D.reshape(H)
+    step = _scan_chunked if chunked else _scan_recurrent
+    y, h_state = step(q, k, qb, kb, x, A * dt, dt, lam, Dh, h_state, k_prev, v_prev, cfg.chunk_size)
+    o = y * F.silu(z)  # y (b, l, H, P) is the pre-gate output
+    out = o.reshape(b, l, d.DI) @ mod.out_proj.t()
+    fin = (torch.remainder(phi[:, -1], 2 * math.pi), h_state, k[:, -1], x[:, -1])
+    return out, fin
+
+
+def _scan_recurrent(q, k, qb, kb, x, adt, dt, lam, Dh, h_state, k_prev, v_prev, L):
+    """§3.2, one step at a time. q, k, qb, kb (b,l,H,N); x (b,l,H,P); adt, dt, lam (b,l,H)."""
+    alpha = torch.exp(adt)
     ys = []
-    for t in range(l):
+    for t in range(q.shape[1]):
         # H_t = alpha_t H_{t-1} + (1-lam_t) dt_t alpha_t v_{t-1} k_{t-1}^T + lam_t dt_t v_t k_t^T
         a_t = alpha[:, t, :, None, None]
         g_t = (lam[:, t] * dt[:, t])[:, :, None, None]
@@ -116,16 +127,46 @@ def forward_with_states(mod, u, cfg, states=None):
                    + g_t * x[:, t, :, :, None] * k[:, t, :, None, :])
         ys.append(torch.einsum("bhpn,bhn->bhp", h_state, q[:, t]) + Dh[:, None] * x[:, t])
         k_prev, v_prev = k[:, t], x[:, t]
-    y = torch.stack(ys, dim=1)  # (b, l, H, P), pre-gate
-    o = y * F.silu(z)
-    out = o.reshape(b, l, d.DI) @ mod.out_proj.t()
-    fin = (torch.remainder(phi[:, -1], 2 * math.pi), h_state, k_prev, v_prev)
-    return out, fin
+    return torch.stack(ys, dim=1), h_state
+
+
+def _scan_chunked(q, k, qb, kb, x, adt, dt, lam, Dh, h_state, k_prev, v_prev, L):
+    """§3.3/§3.4, chunk L: quadratic inside a chunk, the state passed between chunks. Same math
+    as _scan_recurrent (checked by ref_mamba3.py), ~L times fewer sequential steps."""
+    b, l, H, N = q.shape
+    gamma = lam * dt
+    # s_t = gamma_t + dt_{t+1} (1 - lam_{t+1}), the look-ahead term 0 at the end
+    sig = torch.cat([(dt * (1 - lam))[:, 1:], dt.new_zeros(b, 1, H)], dim=1)
+    ks = (gamma + sig)[..., None] * k
+    qkd = gamma * (qb * kb).sum(-1)  # the diagonal uses gamma, not s
+    # H_init' = H_in + dt_0 (1 - lam_0) v_{-1} k_{-1}^T, without alpha_0
+    c0 = (dt[:, 0] * (1 - lam[:, 0]))[:, :, None, None]
+    h_state = h_state + c0 * v_prev[..., :, None] * k_prev[..., None, :]
+    ys = []
+    for t0 in range(0, l, L):
+        sl = slice(t0, min(t0 + L, l))
+        qc, kc, vc = q[:, sl], ks[:, sl], x[:, sl]
+        acs = torch.cumsum(adt[:, sl], dim=1)  # (b, n, H)
+        n = acs.shape[1]
+        diff = acs[:, :, None, :] - acs[:, None, :, :]  # (b, i, j, H) = Acs_i - Acs_j
+        causal = torch.ones(n, n, dtype=torch.bool, device=q.device).tril(-1)[None, :, :, None]
+        decay = torch.exp(diff.masked_fill(~causal, float("-inf")))
+        scores = torch.einsum("bihn,bjhn->bijh", qc, kc) * decay
+        y = (torch.einsum("bijh,bjhp->bihp", scores, vc)
+             + torch.exp(acs)[..., None] * torch.einsum("bhpn,bihn->bihp", h_state, qc)
+             + (Dh + qkd[:, sl])[..., None] * vc)
+        ys.append(y)
+        last = acs[:, -1]  # (b, H)
+        w = torch.exp(last[:, None] - acs)  # (b, n, H)
+        h_state = (torch.exp(last)[:, :, None, None] * h_state
+                   + torch.einsum("bjh,bjhp,bjhn->bhpn", w, vc, kc))
+    return torch.cat(ys, dim=1), h_state
 
 
 def forward(mod, x, cfg):
-    """The mixer hook of tools/ref/model.py: (B, T, C) -> (B, T, C), zero initial states."""
-    return forward_with_states(mod, x, cfg)[0]
+    """The mixer hook of tools/ref/model.py: (B, T, C) -> (B, T, C), zero initial states.
+    Chunked when cfg.mamba3_chunked is set (a reference trainer at T = 4096), else recurrent."""
+    return forward_with_states(mod, x, cfg, chunked=getattr(cfg, "mamba3_chunked", False))[0]
 
 
 class Mamba3(nn.Module):
@@ -136,5 +177,5 @@ class Mamba3(nn.Module):
         self.cfg = cfg
         add_params(self, cfg)
 
-    def forward(self, u, states=None):
-        return forward_with_states(self, u, self.cfg, states)
+    def forward(self, u, states=None, chunked=False):
+        return forward_with_states(self, u, self.cfg, states, chunked)

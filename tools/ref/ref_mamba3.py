@@ -9,6 +9,8 @@ Model cases (mamba3_model_*): the whole hybrid (tools/ref/model.py with tools/re
 mixer) at two small configs: cfg, tokens, targets, raw logits, mean loss, every parameter under its
 param_specs name and its gradient as "grad.<name>".
 """
+import math
+
 import numpy as np
 import torch
 
@@ -69,11 +71,27 @@ def layer_case(name, seed, d_model, d_state, expand, headdim, ngroups, chunk, ro
     w_out = rn(B, T, d_model)
     w_st = {"angle": rn(B, H, S), "ssm": rn(B, H, P, N), "k": rn(B, H, N), "v": rn(B, H, P)}
 
-    x = inp.double().requires_grad_(True)
-    s64 = [st[k].double().requires_grad_(True) for k in STATES] if has_init else None
-    out, fin = mod(x, s64)
-    loss = (out * w_out.double()).sum() + sum((f * w_st[k].double()).sum() for k, f in zip(STATES, fin))
-    loss.backward()
+    def run(chunked):
+        mod.zero_grad()
+        x = inp.double().requires_grad_(True)
+        s64 = [st[k].double().requires_grad_(True) for k in STATES] if has_init else None
+        out, fin = mod(x, s64, chunked=chunked)
+        loss = (out * w_out.double()).sum() + sum((f * w_st[k].double()).sum() for k, f in zip(STATES, fin))
+        loss.backward()
+        return x, s64, out, fin
+
+    # the PyTorch chunked form (the reference trainer's fast path) must agree with the recurrence
+    x, s64, out, fin = run(True)
+    chunked = [out, x.grad] + list(fin) + [getattr(mod, k).grad.clone() for k in PARAMS] + (
+        [s.grad for s in s64] if has_init else [])
+    x, s64, out, fin = run(False)
+    recurrent = [out, x.grad] + list(fin) + [getattr(mod, k).grad for k in PARAMS] + (
+        [s.grad for s in s64] if has_init else [])
+    for i, (a, b) in enumerate(zip(chunked, recurrent)):
+        err = float((a - b).abs().max() / b.abs().max().clamp(min=1e-300))
+        if i == 2:  # final angle: compare on the circle
+            err = float(torch.remainder(a - b + math.pi, 2 * math.pi).sub(math.pi).abs().max())
+        assert err < 1e-9, f"{name}: PyTorch chunked != recurrent (tensor {i}, rel err {err:.2e})"
 
     t = {"cfg": np.array([d_model, d_state, expand, headdim, ngroups, chunk, rope_fraction,
                           0.0 if a_act == "softplus" else 1.0, B, T, float(has_init)], dtype=np.float64),
