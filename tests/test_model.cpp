@@ -4,7 +4,6 @@
 // arena binding against param_bind.
 #include "model/model.h"   // defines: ModelTensors, ModelActs, model_*_cpu, model_acts_size
 #include "model/params.h"  // defines: param_specs, param_bind, param_arena_size
-#include "tests/expect_fatal.h"
 #include "tests/fd.h"
 #include "tests/fixture.h"
 #include <cstring>
@@ -186,11 +185,4 @@ TEST_CASE("model: forward and backward are bitwise the same for any thread count
     omp_set_num_threads(saved);
     CHECK(losses[0] == losses[1]);
     CHECK(memcmp(grads[0].data(), grads[1].data(), grads[0].size() * sizeof(float)) == 0);
-}
-
-TEST_CASE("model: Mamba-3 layers stop with a message until the Mamba-3 CPU layer exists") {
-    Config c = tiny_config();
-    c.num_attn_layers = 1;
-    c.validate();
-    EXPECT_FATAL(model_acts_size(c, 1, 4), "Mamba-3");
 }
