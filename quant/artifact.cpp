@@ -423,7 +423,7 @@ bool artifact_load(const char* path, Config* cfg, QuantModel* qm, ArtifactInfo* 
                 z.size(), out_pos, (long long)raw);
     }
     const uint32_t crc = crc32_update(0, pay.data(), pay.size());
-    if (crc != (uint32_t)h[H_CRC]) BAD("checksum mismatch: payload CRC32 %08x, the header says %08x", crc, (uint32_t)h[H_CRC]);
+    if (crc != (uint32_t)h[H_CRC]) BAD("checksum mismatch: the payload is corrupt (CRC32 %08x, the header says %08x)", crc, (uint32_t)h[H_CRC]);
 
     // directory, checked entry by entry against the plan
     Cursor cur{pay.data(), raw};

@@ -2,6 +2,7 @@
 #include "quant/size.h"
 #include "model/common.h"
 #include <algorithm>
+#include <cstring>
 #include <dirent.h>
 #include <lzma.h>
 #include <sys/stat.h>
