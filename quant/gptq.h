@@ -19,6 +19,7 @@ struct GptqOptions {
     double damp = 0.01;     // λ = damp · mean(diag H)
     int block_size = 128;   // lazy-batch width
     bool act_order = true;  // quantize columns in order of decreasing diag(H)
+    bool clip_search = true;  // quantize_model's scales: percentile clip search (false: absmax)
 };
 
 // Per-row scales, fp16 bits. clip_search = false: scale = max|w_row| / qmax (absmax).

@@ -92,7 +92,7 @@ void quantize_model(QuantModel* qm, const Config& cfg, const float* arena, const
             auto bits = plan_row_bits(t.plan);
             t.q.resize((size_t)s.numel());
             t.scale.resize((size_t)s.rows);
-            row_scales_cpu(t.scale.data(), w, bits.data(), s.rows, s.cols, /*clip_search=*/true);
+            row_scales_cpu(t.scale.data(), w, bits.data(), s.rows, s.cols, opt.clip_search);
             const double* H = hessians ? (*hessians)[k] : nullptr;
             if (H) gptq_quantize_cpu(t.q.data(), w, H, t.scale.data(), bits.data(), s.rows, s.cols, opt);
             else rtn_quantize_cpu(t.q.data(), w, t.scale.data(), bits.data(), s.rows, s.cols);

@@ -48,7 +48,7 @@ struct QuantModel {
 
 // Quantizes the float arena (param_specs layout). hessians: nullptr, or one pointer per plan
 // entry (nullptr for a tensor without one): GPTQ where there is a Hessian (cols x cols), else
-// round-to-nearest. Scales: percentile clip search (row_scales_cpu), for both.
+// round-to-nearest. Scales: row_scales_cpu with opt.clip_search, for both.
 void quantize_model(QuantModel* qm, const Config& cfg, const float* arena, const std::vector<const double*>* hessians,
                     const GptqOptions& opt);
 // Writes the dequantized weights into a float arena of param_arena_size(cfg) (padding zeroed).

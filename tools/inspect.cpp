@@ -63,8 +63,9 @@ int main(int argc, char** argv) {
             int bits = 16;
             for (auto& g : q.plan.groups)
                 if (s.what == 1 && g.row0 <= s.row0 && s.row0 < g.row1) bits = g.bits;
-            printf(" %s[%lld,%lld)@%d %s %lld->%lld", s.group.c_str(), (long long)s.row0, (long long)s.row1, bits, layout_name(s.layout),
-                   (long long)s.bytes, (long long)s.alone_bytes);
+            printf(" %s[%lld,%lld)@%d %s %lld", s.group.c_str(), (long long)s.row0, (long long)s.row1, bits, layout_name(s.layout),
+                   (long long)s.bytes);
+            if (!quick) printf("->%lld", (long long)s.alone_bytes);
         }
         printf("\n");
     }

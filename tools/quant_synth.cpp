@@ -6,7 +6,8 @@
 //             LZMA2 lc/lp/pb/delta picked by size (the default artifact);
 //   seedlike: one stream per tensor, one byte per value, LZMA2 9e defaults (lc 3 lp 0 pb 2).
 // The real measurement needs trained weights (later); this one shows what the layout buys.
-//   build/quant_synth [--out-dir DIR] [any config flag, e.g. --num-layers 7]
+//   build/quant_synth [--out-dir DIR] [--absmax] [--rowgroup-only] [any config flag, e.g. --num-layers 7]
+//   --absmax: scales max|w|/qmax instead of the percentile clip search (smaller files, larger MSE)
 #include "model/common.h"   // defines: fatal, Rng
 #include "model/config.h"   // defines: Config, config_from_env_and_args
 #include "model/params.h"   // defines: param_specs, param_arena_size, param_init
@@ -20,9 +21,13 @@ int main(int argc, char** argv) {
     std::vector<std::string> rest;
     config_from_env_and_args(&cfg, argc, argv, &rest);
     std::string dir = "/tmp";
+    GptqOptions gopt;
+    bool only_rowgroup = false;
     for (size_t i = 0; i < rest.size(); i++) {
         if (rest[i] == "--out-dir" && i + 1 < rest.size()) dir = rest[++i];
-        else fatal("unknown flag '%s' (quant_synth [--out-dir DIR] [config flags])", rest[i].c_str());
+        else if (rest[i] == "--absmax") gopt.clip_search = false;
+        else if (rest[i] == "--rowgroup-only") only_rowgroup = true;
+        else fatal("unknown flag '%s' (quant_synth [--out-dir DIR] [--absmax] [--rowgroup-only] [config flags])", rest[i].c_str());
     }
     std::vector<float> arena((size_t)param_arena_size(cfg));
     param_init(cfg, arena.data(), (uint64_t)cfg.seed);
@@ -41,7 +46,7 @@ int main(int argc, char** argv) {
         }
     }
     QuantModel qm;
-    quantize_model(&qm, cfg, arena.data(), nullptr, GptqOptions());
+    quantize_model(&qm, cfg, arena.data(), nullptr, gopt);
     struct Variant { const char* name; ArtifactOptions opt; };
     ArtifactOptions seedlike;
     seedlike.split_groups = false;
@@ -49,7 +54,8 @@ int main(int argc, char** argv) {
     seedlike.filters = {{3, 0, 2, 0}};
     Variant vs[] = {{"rowgroup", ArtifactOptions()}, {"seedlike", seedlike}};
     for (auto& v : vs) {
-        std::string path = dir + "/synth_" + v.name + ".art";
+        if (only_rowgroup && v.opt.split_groups == false) continue;
+        std::string path = dir + "/synth_" + v.name + (gopt.clip_search ? "" : "_absmax") + ".art";
         ArtifactInfo info;
         auto t0 = std::chrono::steady_clock::now();
         artifact_write(path.c_str(), cfg, qm, v.opt, &info);
