@@ -236,7 +236,7 @@ struct Pending {  // one stream while its layout is chosen
 
 void artifact_write(const char* path, const Config& cfg, const QuantModel& qm, const ArtifactOptions& opt, ArtifactInfo* info) {
     check_model(cfg, qm);
-    if (opt.filters.empty()) fatal("artifact_write: no LZMA filter candidates");
+    if (opt.filters.empty() || opt.int_layouts.empty() || opt.float_planes.empty()) fatal("artifact_write: empty candidate list in the options");
     std::vector<Pending> streams;
     for (int k = 0; k < (int)qm.tensors.size(); k++) {
         const QTensor& t = qm.tensors[k];
@@ -246,29 +246,25 @@ void artifact_write(const char* path, const Config& cfg, const QuantModel& qm, c
             std::vector<uint8_t> words = scalar_words(t);
             const int width = t.plan.groups[0].bits / 8;
             const int plain = width == 2 ? L_F16 : L_F32, planes = width == 2 ? L_F16_PLANES : L_F32_PLANES;
-            p.cand.push_back(encode_words(words.data(), t.plan.spec.numel(), width, false));
-            p.cand_layout.push_back(plain);
-            if (opt.choose_layout) {
-                p.cand.push_back(encode_words(words.data(), t.plan.spec.numel(), width, true));
-                p.cand_layout.push_back(planes);
+            for (bool pl : opt.float_planes) {
+                p.cand.push_back(encode_words(words.data(), t.plan.spec.numel(), width, pl));
+                p.cand_layout.push_back(pl ? planes : plain);
             }
             streams.push_back(std::move(p));
             continue;
         }
         Pending s{{k, 0, 0, rows, 0, 0, 0, 0, "scales"}, {}, {}, 0};
-        s.cand.push_back(encode_words((const uint8_t*)t.scale.data(), rows, 2, false));
-        s.cand_layout.push_back(L_F16);
-        if (opt.choose_layout) {
-            s.cand.push_back(encode_words((const uint8_t*)t.scale.data(), rows, 2, true));
-            s.cand_layout.push_back(L_F16_PLANES);
+        for (bool pl : opt.float_planes) {
+            s.cand.push_back(encode_words((const uint8_t*)t.scale.data(), rows, 2, pl));
+            s.cand_layout.push_back(pl ? L_F16_PLANES : L_F16);
         }
         streams.push_back(std::move(s));
         const std::vector<int> bits = plan_row_bits(t.plan);
         std::vector<RowGroup> parts = opt.split_groups ? t.plan.groups : std::vector<RowGroup>{{"all", 0, rows, 0}};
         for (auto& g : parts) {
             Pending p{{k, 1, g.row0, g.row1, 0, 0, 0, 0, g.name}, {}, {}, 0};
-            for (int layout : {L_BYTES, L_PACKED, L_BYTES_T}) {
-                if (!opt.choose_layout && layout != L_BYTES) continue;
+            for (int layout : opt.int_layouts) {
+                if (layout != L_BYTES && layout != L_PACKED && layout != L_BYTES_T) fatal("artifact_write: %d is not an integer layout", layout);
                 p.cand.push_back(encode_ints(t, bits, g.row0, g.row1, layout));
                 p.cand_layout.push_back(layout);
             }

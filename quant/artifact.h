@@ -44,7 +44,9 @@ struct LzmaFilter {
 
 struct ArtifactOptions {
     bool split_groups = true;   // one stream per row group (false: one integer stream per tensor)
-    bool choose_layout = true;  // try every layout per stream (false: BYTES / F16 / F32 only)
+    // candidate layouts per stream; each stream keeps the one that compresses smallest alone
+    std::vector<int> int_layouts = {L_BYTES, L_PACKED, L_BYTES_T};
+    std::vector<bool> float_planes = {false, true};  // F16/F32 plain, byte planes
     std::vector<LzmaFilter> filters = {{3, 0, 2, 0}, {0, 0, 0, 0}, {1, 0, 0, 0}, {0, 0, 0, 1}};
 };
 

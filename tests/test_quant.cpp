@@ -103,7 +103,7 @@ TEST_CASE("quant: GPTQ error <= the PyTorch reference's (1 + 1e-3) and < round-t
         const double ref = fx.get("err").d[0], ref_rtn = fx.get("err_rtn").d[0];
         int64_t same = 0;
         for (int64_t k = 0; k < R * C; k++) same += q[k] == fx.get("q").i[k];
-        INFO(name << ": err " << err << " (reference " << ref << "), rtn " << err_rtn << " (reference " << ref_rtn
+        INFO(std::string(name) << ": err " << err << " (reference " << ref << "), rtn " << err_rtn << " (reference " << ref_rtn
                   << "), same q " << same << " of " << R * C);
         CHECK(err <= ref * (1 + 1e-3));
         CHECK(err < err_rtn);
@@ -237,11 +237,13 @@ TEST_CASE("quant: artifact write -> read round trip is bit-exact (every layout o
     std::vector<float> want((size_t)param_arena_size(c));
     dequantize_model(want.data(), c, qm);
 
-    for (int mode = 0; mode < 3; mode++) {
+    // mode 0: every candidate (the default); then each layout forced, so every decoder runs
+    for (int mode = 0; mode < 4; mode++) {
         ArtifactOptions o;
         o.split_groups = mode != 1;
-        o.choose_layout = mode != 2;
-        if (mode == 2) o.filters = {{0, 0, 0, 1}};  // the delta filter through the reader too
+        if (mode == 1) { o.int_layouts = {L_PACKED}; o.float_planes = {true}; }
+        if (mode == 2) { o.int_layouts = {L_BYTES_T}; o.float_planes = {false}; o.filters = {{0, 0, 0, 1}}; }  // + delta filter
+        if (mode == 3) { o.int_layouts = {L_BYTES}; o.float_planes = {true}; }
         const std::string path = tmp_path("rt");
         ArtifactInfo wi, ri;
         artifact_write(path.c_str(), c, qm, o, &wi);
@@ -250,6 +252,15 @@ TEST_CASE("quant: artifact write -> read round trip is bit-exact (every layout o
         artifact_read(path.c_str(), &back, &got, &ri);
         INFO("mode " << mode);
         CHECK(memcmp(wi.header, ri.header, sizeof wi.header) == 0);
+        if (mode > 0) {
+            bool forced = true;
+            for (auto& s : ri.streams) {
+                bool matrix_values = s.what == 1 && qm.tensors[s.tensor].plan.is_matrix();
+                int want = matrix_values ? o.int_layouts[0] : (o.float_planes[0] ? (s.layout >= L_F32 ? L_F32_PLANES : L_F16_PLANES) : (s.layout >= L_F32 ? L_F32 : L_F16));
+                forced = forced && s.layout == want;
+            }
+            CHECK(forced);
+        }
         CHECK(ri.file_bytes == (int64_t)slurp(path).size());
         CHECK(back.model_dim == c.model_dim);
         CHECK(back.vocab_size == c.vocab_size);
@@ -265,13 +276,40 @@ TEST_CASE("quant: artifact write -> read round trip is bit-exact (every layout o
         std::vector<float> deq((size_t)param_arena_size(back));
         dequantize_model(deq.data(), back, got);
         CHECK(memcmp(deq.data(), want.data(), 4 * want.size()) == 0);
-        if (mode == 0) {  // in_proj is stored as its 8 row groups
-            int in_proj_streams = 0;
-            for (auto& s : ri.streams) in_proj_streams += qm.tensors[s.tensor].plan.kind == TensorKind::in_proj && s.what == 1;
-            CHECK(in_proj_streams == 8 * (c.num_layers - c.num_attn_layers));
-        }
+        int in_proj_streams = 0;  // in_proj as its 8 row groups, or one stream when not split
+        for (auto& s : ri.streams) in_proj_streams += qm.tensors[s.tensor].plan.kind == TensorKind::in_proj && s.what == 1;
+        CHECK(in_proj_streams == (mode == 1 ? 1 : 8) * (c.num_layers - c.num_attn_layers));
         unlink(path.c_str());
     }
+    // fp32 scalars (quant_bits_scalar 32): both float layouts, values bit-exact
+    Config c32 = c;
+    c32.quant_bits_scalar = 32;
+    QuantModel q32;
+    quantize_model(&q32, c32, arena.data(), nullptr, GptqOptions());
+    for (bool planes : {false, true}) {
+        ArtifactOptions o;
+        o.float_planes = {planes};
+        o.filters = {{3, 0, 2, 0}};
+        const std::string path = tmp_path("f32");
+        artifact_write(path.c_str(), c32, q32, o, nullptr);
+        Config back;
+        QuantModel got;
+        artifact_read(path.c_str(), &back, &got, nullptr);
+        CHECK(back.quant_bits_scalar == 32);
+        bool same = true;
+        for (size_t k = 0; k < q32.tensors.size(); k++)
+            same = same && got.tensors[k].values.size() == q32.tensors[k].values.size() &&
+                   memcmp(got.tensors[k].values.data(), q32.tensors[k].values.data(), 4 * q32.tensors[k].values.size()) == 0;
+        CHECK(same);
+        unlink(path.c_str());
+    }
+    // fp32 scalars are the arena's values unchanged; fp16 ones are rounded
+    auto specs = param_specs(c);
+    for (size_t k = 0; k < specs.size(); k++)
+        if (specs[k].group == Group::scalar) {
+            CHECK(memcmp(q32.tensors[k].values.data(), arena.data() + specs[k].offset, 4 * specs[k].numel()) == 0);
+            break;
+        }
     // dequantized weights are close to the originals (INT6 rows: within half a step of a clip-searched scale)
     double maxrel = 0;
     for (auto& s : param_specs(c)) {

@@ -78,7 +78,8 @@ int main(int argc, char** argv) {
     struct Variant { const char* name; ArtifactOptions opt; };
     ArtifactOptions seedlike;
     seedlike.split_groups = false;
-    seedlike.choose_layout = false;
+    seedlike.int_layouts = {L_BYTES};
+    seedlike.float_planes = {false};
     seedlike.filters = {{3, 0, 2, 0}};
     Variant vs[] = {{"rowgroup", ArtifactOptions()}, {"seedlike", seedlike}};
     for (auto& v : vs) {
