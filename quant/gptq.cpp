@@ -17,6 +17,7 @@ static inline int quant_one(double w, double s, int qmax) {
 // fp16 scale from a float value; a zero row keeps scale 0 (all its q are 0).
 static uint16_t scale_half(double s) {
     uint16_t h = float_to_half((float)s);
+    if (!std::isfinite(half_to_float(h))) fatal("quant: a row scale of %g does not fit fp16 (weights this large are a bug)", s);
     if (s > 0 && half_to_float(h) == 0.f) h = 1;  // smallest subnormal rather than a zero scale
     return h;
 }
