@@ -28,11 +28,14 @@ TEST_SRC := $(wildcard tests/*.cpp)
 TEST_OBJ := $(TEST_SRC:%.cpp=$(BUILD)/%.o)
 GPU_TEST_SRC := $(wildcard tests/gpu/*.cu)
 GPU_TEST_OBJ := $(GPU_TEST_SRC:%.cu=$(BUILD)/%.cu.o)
+# CPU tools: each tools/<name>.cpp is a binary build/<name> (inspect, quant_synth).
+TOOL_SRC := $(wildcard tools/*.cpp)
+TOOLS    := $(TOOL_SRC:tools/%.cpp=$(BUILD)/%)
 
 HAVE_NVCC := $(shell command -v $(NVCC) >/dev/null 2>&1 && echo 1)
 
 .PHONY: all test test-cpu test-gpu compile-cuda fixtures data deps clean
-all: $(if $(HAVE_NVCC),train,) $(BUILD)/test_cpu
+all: $(if $(HAVE_NVCC),train,) $(BUILD)/test_cpu $(TOOLS)
 	@$(if $(HAVE_NVCC),echo "✓ nvcc: built ./train",echo "✗ nvcc not found: ./train not built (CPU tests only)")
 
 $(BUILD)/%.o: %.cpp
@@ -50,6 +53,9 @@ train: $(BUILD)/train.cu.o $(CU_OBJ) $(CPU_OBJ)
 $(BUILD)/test_cpu: $(TEST_OBJ) $(CPU_OBJ)
 	$(CXX) $(CXXFLAGS) $^ -o $@ $(LDLIBS_CPU)
 
+$(TOOLS): $(BUILD)/%: $(BUILD)/tools/%.o $(CPU_OBJ)
+	$(CXX) $(CXXFLAGS) $^ -o $@ $(LDLIBS_CPU)
+
 $(BUILD)/test_gpu: $(GPU_TEST_OBJ) $(CU_OBJ) $(CPU_OBJ)
 	$(NVCC) $(NVFLAGS) $^ -o $@ $(LDLIBS_GPU)
 
@@ -64,7 +70,7 @@ fixtures: $(FIXTURE_STAMP)
 compile-cuda: $(if $(HAVE_NVCC),$(BUILD)/train.cu.o $(CU_OBJ) $(GPU_TEST_OBJ),)
 	@$(if $(HAVE_NVCC),echo "✓ nvcc compiled every .cu",echo "✗ nvcc not found: CUDA sources not compiled")
 
-test: compile-cuda $(BUILD)/test_cpu $(FIXTURE_STAMP)
+test: compile-cuda $(BUILD)/test_cpu $(TOOLS) $(FIXTURE_STAMP)
 	FIXTURES=$(BUILD)/fixtures $(BUILD)/test_cpu
 
 test-gpu: $(BUILD)/test_gpu
@@ -79,4 +85,4 @@ deps:
 clean:
 	rm -rf $(BUILD) train
 
--include $(CPU_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(CU_OBJ:.o=.d) $(GPU_TEST_OBJ:.o=.d) $(BUILD)/train.cu.d
+-include $(CPU_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(TOOL_SRC:%.cpp=$(BUILD)/%.d) $(CU_OBJ:.o=.d) $(GPU_TEST_OBJ:.o=.d) $(BUILD)/train.cu.d

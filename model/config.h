@@ -68,6 +68,13 @@
     X(FLOAT, adam_wd, 0.0, "Adam decoupled weight decay (AdamW; the seed: 0)")                     \
     X(FLOAT, ema_decay, 0.997, "EMA of weights decay (0 = off)")                                   \
     X(FLOAT, late_qat_threshold, 0.15, "fake-quant once lr multiplier falls below this")           \
+    /* ---- quantization (quant/plan.h decides bits per tensor and row group from these) */        \
+    X(INT, quant_bits_matrix, 6, "bits for matrix rows (2..8)")                                    \
+    X(INT, quant_bits_embed, 8, "bits for the tied embedding (2..8)")                              \
+    X(INT, quant_bits_ssm_dyn, 8, "bits for in_proj's dd_dt and dd_A rows (2..8)")                 \
+    X(INT, quant_bits_scalar, 16, "scalars and vectors: 16 = fp16, 32 = fp32")                     \
+    X(FLOAT, quant_damp, 0.01, "GPTQ damping, fraction of mean diag(H)")                           \
+    X(INT, quant_act_order, 1, "GPTQ: columns in order of decreasing diag(H)")                     \
     /* ---- evaluation */                                                                          \
     X(INT, eval_overlap, 1024, "stateful-overlap eval: overlap tokens")                            \
     X(FLOAT, eval_temperature, 0.9, "logit temperature at eval")

@@ -1,0 +1,125 @@
+// The quantization plan and (de)quantization of a parameter arena; see quant/plan.h.
+#include "quant/plan.h"
+#include "model/common.h"
+#include "quant/pack.h"
+#include <cstring>
+
+const char* tensor_kind_name(TensorKind k) {
+    switch (k) {
+    case TensorKind::embed: return "embedding";
+    case TensorKind::attn_qkv: return "attn_qkv";
+    case TensorKind::attn_proj: return "attn_proj";
+    case TensorKind::in_proj: return "in_proj";
+    case TensorKind::out_proj: return "out_proj";
+    case TensorKind::mlp_fc: return "mlp_fc";
+    case TensorKind::mlp_proj: return "mlp_proj";
+    case TensorKind::scalar: return "scalar";
+    }
+    return "?";
+}
+
+static TensorKind kind_of(const TensorSpec& s) {
+    if (s.group == Group::embed) return TensorKind::embed;
+    if (s.group == Group::scalar) return TensorKind::scalar;
+    std::string field = s.name.substr(s.name.rfind('.') + 1);
+    if (field == "attn_qkv") return TensorKind::attn_qkv;
+    if (field == "attn_proj") return TensorKind::attn_proj;
+    if (field == "in_proj") return TensorKind::in_proj;
+    if (field == "out_proj") return TensorKind::out_proj;
+    if (field == "mlp_fc") return TensorKind::mlp_fc;
+    if (field == "mlp_proj") return TensorKind::mlp_proj;
+    fatal("quant_plan: matrix %s has no quantization kind (add it to kind_of in quant/plan.cpp)", s.name.c_str());
+}
+
+std::vector<TensorPlan> quant_plan(const Config& c) {
+    auto matrix_bits = [](int b, const char* knob) {
+        if (b < 2 || b > 8) fatal("config: %s = %d, must be in 2..8", knob, b);
+        return b;
+    };
+    const int bm = matrix_bits(c.quant_bits_matrix, "quant_bits_matrix");
+    const int be = matrix_bits(c.quant_bits_embed, "quant_bits_embed");
+    const int bd = matrix_bits(c.quant_bits_ssm_dyn, "quant_bits_ssm_dyn");
+    if (c.quant_bits_scalar != 16 && c.quant_bits_scalar != 32)
+        fatal("config: quant_bits_scalar = %d, must be 16 (fp16) or 32 (fp32)", c.quant_bits_scalar);
+    std::vector<TensorPlan> plan;
+    for (auto& s : param_specs(c)) {
+        TensorPlan p{s, kind_of(s), {}};
+        switch (p.kind) {
+        case TensorKind::scalar: p.groups = {{"all", 0, s.rows, c.quant_bits_scalar}}; break;
+        case TensorKind::embed: p.groups = {{"all", 0, s.rows, be}}; break;
+        case TensorKind::in_proj:
+            p.groups = {{"z", c.ip_z(), c.ip_x(), bm},           {"x", c.ip_x(), c.ip_B(), bm},
+                        {"B", c.ip_B(), c.ip_C(), bm},           {"C", c.ip_C(), c.ip_dd_dt(), bm},
+                        {"dd_dt", c.ip_dd_dt(), c.ip_dd_A(), bd}, {"dd_A", c.ip_dd_A(), c.ip_trap(), bd},
+                        {"trap", c.ip_trap(), c.ip_angles(), bm}, {"angles", c.ip_angles(), c.in_proj_rows(), bm}};
+            break;
+        default: p.groups = {{"all", 0, s.rows, bm}}; break;
+        }
+        int64_t at = 0;
+        for (auto& g : p.groups) {
+            if (g.row0 != at || g.row1 < g.row0) fatal("quant_plan: %s row groups do not tile its rows", s.name.c_str());
+            at = g.row1;
+        }
+        if (at != s.rows) fatal("quant_plan: %s row groups cover %lld of %lld rows", s.name.c_str(), (long long)at, (long long)s.rows);
+        plan.push_back(p);
+    }
+    return plan;
+}
+
+std::vector<int> plan_row_bits(const TensorPlan& p) {
+    std::vector<int> bits((size_t)p.spec.rows);
+    for (auto& g : p.groups)
+        for (int64_t r = g.row0; r < g.row1; r++) bits[r] = g.bits;
+    return bits;
+}
+
+void quantize_model(QuantModel* qm, const Config& cfg, const float* arena, const std::vector<const double*>* hessians,
+                    const GptqOptions& opt) {
+    auto plan = quant_plan(cfg);
+    if (hessians && hessians->size() != plan.size())
+        fatal("quantize_model: %zu Hessian slots for %zu tensors", hessians->size(), plan.size());
+    qm->tensors.clear();
+    for (size_t k = 0; k < plan.size(); k++) {
+        QTensor t;
+        t.plan = plan[k];
+        const TensorSpec& s = t.plan.spec;
+        const float* w = arena + s.offset;
+        if (!t.plan.is_matrix()) {
+            t.values.assign(w, w + s.numel());
+            if (t.plan.groups[0].bits == 16)
+                for (auto& v : t.values) v = half_to_float(float_to_half(v));
+        } else {
+            auto bits = plan_row_bits(t.plan);
+            t.q.resize((size_t)s.numel());
+            t.scale.resize((size_t)s.rows);
+            row_scales_cpu(t.scale.data(), w, bits.data(), s.rows, s.cols, opt.clip_search);
+            const double* H = hessians ? (*hessians)[k] : nullptr;
+            if (H) gptq_quantize_cpu(t.q.data(), w, H, t.scale.data(), bits.data(), s.rows, s.cols, opt);
+            else rtn_quantize_cpu(t.q.data(), w, t.scale.data(), bits.data(), s.rows, s.cols);
+        }
+        qm->tensors.push_back(std::move(t));
+    }
+}
+
+void dequantize_model(float* arena, const Config& cfg, const QuantModel& qm) {
+    memset(arena, 0, sizeof(float) * (size_t)param_arena_size(cfg));
+    auto specs = param_specs(cfg);
+    if (specs.size() != qm.tensors.size()) fatal("dequantize_model: %zu tensors for a config of %zu", qm.tensors.size(), specs.size());
+    for (size_t k = 0; k < specs.size(); k++) {
+        const QTensor& t = qm.tensors[k];
+        const TensorSpec& s = specs[k];
+        if (t.plan.spec.name != s.name || t.plan.spec.rows != s.rows || t.plan.spec.cols != s.cols)
+            fatal("dequantize_model: tensor %zu is %s (%lld x %lld), the config wants %s (%lld x %lld)", k,
+                  t.plan.spec.name.c_str(), (long long)t.plan.spec.rows, (long long)t.plan.spec.cols, s.name.c_str(),
+                  (long long)s.rows, (long long)s.cols);
+        float* w = arena + s.offset;
+        if (!t.plan.is_matrix()) {
+            memcpy(w, t.values.data(), sizeof(float) * (size_t)s.numel());
+            continue;
+        }
+        for (int64_t r = 0; r < s.rows; r++) {
+            const float sc = half_to_float(t.scale[r]);
+            for (int64_t c = 0; c < s.cols; c++) w[r * s.cols + c] = (float)t.q[r * s.cols + c] * sc;
+        }
+    }
+}

@@ -1,0 +1,55 @@
+// The quantization plan: for every tensor of param_specs(cfg), its kind and its row groups with
+// their bit widths. The one place bits are decided (knobs quant_bits_* in model/config.h):
+//   embedding (tied, also the head)       quant_bits_embed   (8)
+//   in_proj rows dd_dt and dd_A           quant_bits_ssm_dyn (8)  they set dt and A: small errors
+//                                                                  there move every state decay
+//   every other matrix row                quant_bits_matrix  (6)
+//   scalars and vectors (Group::scalar)   quant_bits_scalar  (16 = fp16 values, 32 = fp32)
+// in_proj is split into its eight row groups z | x | B | C | dd_dt | dd_A | trap | angles from
+// the Config's ip_* methods; the artifact stores each group as its own stream.
+// Also: QuantModel (a quantized model in memory) and quantize/dequantize of a parameter arena.
+#pragma once
+#include "model/config.h"
+#include "model/params.h"
+#include "quant/gptq.h"
+#include <string>
+#include <vector>
+
+enum class TensorKind : int { embed, attn_qkv, attn_proj, in_proj, out_proj, mlp_fc, mlp_proj, scalar };
+const char* tensor_kind_name(TensorKind k);
+
+struct RowGroup {
+    std::string name;  // "all", or in_proj's "z", "x", "B", "C", "dd_dt", "dd_A", "trap", "angles"
+    int64_t row0, row1;
+    int bits;          // 2..8 for matrices; 16 or 32 (float storage) for scalars
+};
+
+struct TensorPlan {
+    TensorSpec spec;
+    TensorKind kind;
+    std::vector<RowGroup> groups;  // cover rows [0, spec.rows) in order
+    bool is_matrix() const { return kind != TensorKind::scalar; }
+};
+
+// fatal() on bit widths outside 2..8 (matrices) or {16, 32} (scalars).
+std::vector<TensorPlan> quant_plan(const Config& cfg);
+// Per-row bits of a matrix plan, expanded (length rows).
+std::vector<int> plan_row_bits(const TensorPlan& p);
+
+struct QTensor {
+    TensorPlan plan;
+    std::vector<int8_t> q;        // matrices: (rows, cols) integers
+    std::vector<uint16_t> scale;  // matrices: (rows) fp16 bits
+    std::vector<float> values;    // scalars: (rows, cols) as stored (already rounded to fp16 when bits 16)
+};
+struct QuantModel {
+    std::vector<QTensor> tensors;  // quant_plan order (= param_specs order)
+};
+
+// Quantizes the float arena (param_specs layout). hessians: nullptr, or one pointer per plan
+// entry (nullptr for a tensor without one): GPTQ where there is a Hessian (cols x cols), else
+// round-to-nearest. Scales: row_scales_cpu with opt.clip_search, for both.
+void quantize_model(QuantModel* qm, const Config& cfg, const float* arena, const std::vector<const double*>* hessians,
+                    const GptqOptions& opt);
+// Writes the dequantized weights into a float arena of param_arena_size(cfg) (padding zeroed).
+void dequantize_model(float* arena, const Config& cfg, const QuantModel& qm);
