@@ -1,0 +1,467 @@
+// Causal GQA attention: CUDA kernels and launchers. See model/attention.cuh for layouts and the
+// gradient contract; the math is that of model/attention.h (CPU reference).
+//
+// Flash core, FlashAttention-2 style on mma.sync (m16n8k16, bf16 operands, fp32 accumulators):
+// 64-row tiles of queries and keys, 4 warps per CTA, each warp owning 16 rows, so every
+// softmax row lives inside one warp (a quad of 4 lanes) and no cross-warp reduction is needed.
+// Tiles are 64 x 64 bf16 in shared memory, 128-byte rows with the 16-byte chunks XOR-swizzled by
+// (row & 7): ldmatrix reads 8 rows of one chunk column, which would otherwise hit one bank group.
+// K/V (forward, dQ pass) or Q/dO (dK/dV pass) tiles are double-buffered with cp.async.
+#include "model/attention.cuh"
+#include <cmath>
+
+namespace {
+
+constexpr int kHD = 64;        // head dim the kernels are written for
+constexpr int kTile = 64;      // query and key rows per tile
+constexpr int kThreads = 128;  // 4 warps x 16 rows
+constexpr int kTileElems = kTile * kHD;
+constexpr float kLog2e = 1.4426950408889634f;
+
+// ---- small PTX helpers
+
+__device__ __forceinline__ int swz(int row, int col) {  // element offset in a 64x64 tile, col % 8 == 0
+    return row * kHD + ((((col >> 3) ^ (row & 7))) << 3);
+}
+__device__ __forceinline__ uint32_t smem_u32(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
+    // src-size 0 zero-fills: rows past T read as zeros, so they add nothing and stay finite.
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(smem)), "l"(gmem),
+                 "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+// Rows [row0, row0+64) of a (T, stride) bf16 matrix into a swizzled tile; 512 16-byte chunks.
+__device__ __forceinline__ void load_tile(__nv_bfloat16* tile, const __nv_bfloat16* base, int64_t stride,
+                                          int row0, int T) {
+#pragma unroll
+    for (int k = 0; k < kTileElems / 8 / kThreads; k++) {
+        int id = threadIdx.x + k * kThreads;
+        int r = id >> 3, c = (id & 7) << 3;
+        bool valid = row0 + r < T;
+        const __nv_bfloat16* src = base + (valid ? (int64_t)(row0 + r) * stride + c : 0);
+        cp_async16(tile + swz(r, c), src, valid);
+    }
+}
+
+__device__ __forceinline__ void ldsm_x4(uint32_t* r, const __nv_bfloat16* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_u32(p)));
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t* r, const __nv_bfloat16* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_u32(p)));
+}
+// c += a(16x16, row) * b(16x8, col)
+__device__ __forceinline__ void mma(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&v);
+}
+
+// Two ldmatrix address patterns over a tile, for the 16x16 block at (row0, col0):
+//  A-pattern: the four 8x8 matrices in the order (r0,c0) (r8,c0) (r0,c8) (r8,c8): gives an A
+//             operand fragment (non-transposed), or with .trans the B fragments of two n8 tiles
+//             when the tile is stored k-major ([k][n], e.g. V[key][d] for P V).
+//  B-pattern: (r0,c0) (r0,c8) (r8,c0) (r8,c8): B fragments of two n8 tiles when the tile is
+//             stored n-major ([n][k], e.g. K[key][d] for Q K^T).
+__device__ __forceinline__ const __nv_bfloat16* addr_a(const __nv_bfloat16* tile, int row0, int col0) {
+    int l = threadIdx.x & 31;
+    return tile + swz(row0 + (l & 7) + (((l >> 3) & 1) << 3), col0 + ((l >> 4) << 3));
+}
+__device__ __forceinline__ const __nv_bfloat16* addr_b(const __nv_bfloat16* tile, int row0, int col0) {
+    int l = threadIdx.x & 31;
+    return tile + swz(row0 + (l & 7) + ((l >> 4) << 3), col0 + (((l >> 3) & 1) << 3));
+}
+
+// acc(16 x 64) += A(16 x 64, fragments in registers) * tile^T, tile stored [n][k] (64 x 64).
+__device__ __forceinline__ void mma_abt(float (*acc)[4], const uint32_t (*a)[4], const __nv_bfloat16* tile) {
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+        for (int np = 0; np < 4; np++) {
+            uint32_t b[4];
+            ldsm_x4(b, addr_b(tile, np * 16, kk * 16));
+            mma(acc[2 * np], a[kk], b[0], b[1]);
+            mma(acc[2 * np + 1], a[kk], b[2], b[3]);
+        }
+}
+// acc(16 x 64) += P(16 x 64, as C fragments: p[nt][4]) * tile, tile stored [k][n] (64 x 64).
+// The C fragment layout of two adjacent n8 tiles is exactly the A fragment of one k16 step.
+__device__ __forceinline__ void mma_pb(float (*acc)[4], const float (*p)[4], const __nv_bfloat16* tile) {
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) {
+        uint32_t a[4] = {pack_bf16(p[2 * kk][0], p[2 * kk][1]), pack_bf16(p[2 * kk][2], p[2 * kk][3]),
+                         pack_bf16(p[2 * kk + 1][0], p[2 * kk + 1][1]), pack_bf16(p[2 * kk + 1][2], p[2 * kk + 1][3])};
+#pragma unroll
+        for (int dp = 0; dp < 4; dp++) {
+            uint32_t b[4];
+            ldsm_x4_t(b, addr_a(tile, kk * 16, dp * 16));
+            mma(acc[2 * dp], a, b[0], b[1]);
+            mma(acc[2 * dp + 1], a, b[2], b[3]);
+        }
+    }
+}
+// This warp's 16 rows of a tile as A fragments (16 x 64).
+__device__ __forceinline__ void load_a_frags(uint32_t (*a)[4], const __nv_bfloat16* tile, int row0) {
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) ldsm_x4(a[kk], addr_a(tile, row0, kk * 16));
+}
+__device__ __forceinline__ void zero_acc(float (*acc)[4]) {
+#pragma unroll
+    for (int i = 0; i < 8; i++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) acc[i][e] = 0.f;
+}
+// Store a warp's 16 x 64 fp32 accumulator (times `mul`) as bf16 rows [row0, row0+16) of a
+// (T, stride) matrix; rows >= T are skipped.
+__device__ __forceinline__ void store_rows(__nv_bfloat16* base, int64_t stride, int row0, int T,
+                                           const float (*acc)[4], float mul) {
+    int l = threadIdx.x & 31, g = l >> 2, tig = l & 3;
+#pragma unroll
+    for (int half = 0; half < 2; half++) {
+        int row = row0 + g + 8 * half;
+        if (row >= T) continue;
+        __nv_bfloat16* dst = base + (int64_t)row * stride + 2 * tig;
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++)
+            *reinterpret_cast<__nv_bfloat162*>(dst + nt * 8) =
+                __floats2bfloat162_rn(acc[nt][2 * half] * mul, acc[nt][2 * half + 1] * mul);
+    }
+}
+
+// ---- CUDA kernels
+
+// grid (num query tiles, NH, B); heaviest (last) query tiles first so the causal tail balances.
+__global__ void __launch_bounds__(kThreads) attn_fwd_kernel(__nv_bfloat16* out, float* lse,
+                                                            const __nv_bfloat16* q, const __nv_bfloat16* k,
+                                                            const __nv_bfloat16* v, int T, int NH, int NKV,
+                                                            float scale_log2) {
+    __shared__ __align__(128) __nv_bfloat16 sQ[kTileElems];
+    __shared__ __align__(128) __nv_bfloat16 sK[2][kTileElems];
+    __shared__ __align__(128) __nv_bfloat16 sV[2][kTileElems];
+    const int mb = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    const int hk = h / (NH / NKV);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tig = lane & 3;
+    const int64_t qs = (int64_t)NH * kHD, ks = (int64_t)NKV * kHD;
+    const __nv_bfloat16* qb = q + (int64_t)b * T * qs + h * kHD;
+    const __nv_bfloat16* kb = k + (int64_t)b * T * ks + hk * kHD;
+    const __nv_bfloat16* vb = v + (int64_t)b * T * ks + hk * kHD;
+
+    load_tile(sQ, qb, qs, mb * kTile, T);
+    load_tile(sK[0], kb, ks, 0, T);
+    load_tile(sV[0], vb, ks, 0, T);
+    cp_async_commit();
+
+    float o[8][4];
+    zero_acc(o);
+    float m[2] = {-INFINITY, -INFINITY}, lsum[2] = {0.f, 0.f};  // m in log2 units of the scaled score
+    uint32_t qf[4][4];
+    const int nblocks = mb + 1;
+    for (int j = 0; j < nblocks; j++) {
+        if (j + 1 < nblocks) {
+            load_tile(sK[(j + 1) & 1], kb, ks, (j + 1) * kTile, T);
+            load_tile(sV[(j + 1) & 1], vb, ks, (j + 1) * kTile, T);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        if (j == 0) load_a_frags(qf, sQ, warp * 16);
+
+        float s[8][4];
+        zero_acc(s);
+        mma_abt(s, qf, sK[j & 1]);
+
+        if (j == mb) {  // diagonal tile: keys after the query are masked
+#pragma unroll
+            for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    int key = nt * 8 + 2 * tig + (e & 1), qr = warp * 16 + g + 8 * (e >> 1);
+                    if (key > qr) s[nt][e] = -INFINITY;
+                }
+        }
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            float mx = -INFINITY;
+#pragma unroll
+            for (int nt = 0; nt < 8; nt++) mx = fmaxf(mx, fmaxf(s[nt][2 * r], s[nt][2 * r + 1]));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
+            const float m_new = fmaxf(m[r], mx * scale_log2);  // finite: key 0 of tile 0 is never masked
+            const float alpha = exp2f(m[r] - m_new);
+            m[r] = m_new;
+            float rs = 0.f;
+#pragma unroll
+            for (int nt = 0; nt < 8; nt++) {
+                s[nt][2 * r] = exp2f(s[nt][2 * r] * scale_log2 - m_new);
+                s[nt][2 * r + 1] = exp2f(s[nt][2 * r + 1] * scale_log2 - m_new);
+                rs += s[nt][2 * r] + s[nt][2 * r + 1];
+            }
+            lsum[r] = lsum[r] * alpha + rs;  // partial over this lane's columns; quad-reduced at the end
+#pragma unroll
+            for (int dt = 0; dt < 8; dt++) {
+                o[dt][2 * r] *= alpha;
+                o[dt][2 * r + 1] *= alpha;
+            }
+        }
+        mma_pb(o, s, sV[j & 1]);
+        __syncthreads();  // the next iteration's prefetch overwrites the buffer just read
+    }
+
+    const int row0 = mb * kTile + warp * 16;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        float l = lsum[r];
+        l += __shfl_xor_sync(0xffffffff, l, 1);
+        l += __shfl_xor_sync(0xffffffff, l, 2);
+        const float inv = 1.f / l;
+#pragma unroll
+        for (int dt = 0; dt < 8; dt++) {
+            o[dt][2 * r] *= inv;
+            o[dt][2 * r + 1] *= inv;
+        }
+        const int row = row0 + g + 8 * r;
+        if (tig == 0 && row < T) lse[((int64_t)b * NH + h) * T + row] = (m[r] + log2f(l)) / kLog2e;
+    }
+    store_rows(out + (int64_t)b * T * qs + h * kHD, qs, row0, T, o, 1.f);
+}
+
+// delta[b, h, t] = sum_d dout * out (fp32), one warp per (b, t, h) row of 64.
+__global__ void attn_delta_kernel(float* delta, const __nv_bfloat16* dout, const __nv_bfloat16* out, int64_t rows,
+                                  int T, int NH) {
+    const int64_t row = (int64_t)blockIdx.x * (blockDim.x / 32) + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    __nv_bfloat162 a = reinterpret_cast<const __nv_bfloat162*>(dout + row * kHD)[lane];
+    __nv_bfloat162 c = reinterpret_cast<const __nv_bfloat162*>(out + row * kHD)[lane];
+    float s = __low2float(a) * __low2float(c) + __high2float(a) * __high2float(c);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffff, s, o);
+    if (lane == 0) {  // row = (b*T + t)*NH + h  ->  (b, h, t)
+        const int h = (int)(row % NH);
+        const int64_t bt = row / NH;
+        const int64_t b = bt / T, t = bt % T;
+        delta[(b * NH + h) * T + t] = s;
+    }
+}
+
+// dQ pass: grid (num query tiles, NH, B). Recomputes P = exp(S - lse) and dP = dO V^T per key
+// tile; dS = P (dP - delta); dQ = scale * sum over key tiles of dS K.
+__global__ void __launch_bounds__(kThreads) attn_bwd_dq_kernel(__nv_bfloat16* dq, const __nv_bfloat16* dout,
+                                                               const __nv_bfloat16* q, const __nv_bfloat16* k,
+                                                               const __nv_bfloat16* v, const float* lse,
+                                                               const float* delta, int T, int NH, int NKV,
+                                                               float scale_log2, float scale) {
+    __shared__ __align__(128) __nv_bfloat16 sQ[kTileElems];
+    __shared__ __align__(128) __nv_bfloat16 sdO[kTileElems];
+    __shared__ __align__(128) __nv_bfloat16 sK[2][kTileElems];
+    __shared__ __align__(128) __nv_bfloat16 sV[2][kTileElems];
+    const int mb = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    const int hk = h / (NH / NKV);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tig = lane & 3;
+    const int64_t qs = (int64_t)NH * kHD, ks = (int64_t)NKV * kHD;
+    const __nv_bfloat16* kb = k + (int64_t)b * T * ks + hk * kHD;
+    const __nv_bfloat16* vb = v + (int64_t)b * T * ks + hk * kHD;
+
+    load_tile(sQ, q + (int64_t)b * T * qs + h * kHD, qs, mb * kTile, T);
+    load_tile(sdO, dout + (int64_t)b * T * qs + h * kHD, qs, mb * kTile, T);
+    load_tile(sK[0], kb, ks, 0, T);
+    load_tile(sV[0], vb, ks, 0, T);
+    cp_async_commit();
+
+    // Per thread: rows g and g+8 of this warp's 16; lse in log2 units. Rows past T: lse = +inf
+    // makes P = 0 there (their Q and dO rows are zero-filled, so nothing else is touched).
+    float lse2[2], dl[2];
+    const int row0 = mb * kTile + warp * 16;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int row = row0 + g + 8 * r;
+        const int64_t i = ((int64_t)b * NH + h) * T + row;
+        lse2[r] = row < T ? lse[i] * kLog2e : INFINITY;
+        dl[r] = row < T ? delta[i] : 0.f;
+    }
+    float acc[8][4];
+    zero_acc(acc);
+    uint32_t qf[4][4], dof[4][4];
+    const int nblocks = mb + 1;
+    for (int j = 0; j < nblocks; j++) {
+        if (j + 1 < nblocks) {
+            load_tile(sK[(j + 1) & 1], kb, ks, (j + 1) * kTile, T);
+            load_tile(sV[(j + 1) & 1], vb, ks, (j + 1) * kTile, T);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        if (j == 0) {
+            load_a_frags(qf, sQ, warp * 16);
+            load_a_frags(dof, sdO, warp * 16);
+        }
+        float s[8][4], dp[8][4];
+        zero_acc(s);
+        zero_acc(dp);
+        mma_abt(s, qf, sK[j & 1]);
+        mma_abt(dp, dof, sV[j & 1]);
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int r = e >> 1;
+                float p = exp2f(s[nt][e] * scale_log2 - lse2[r]);
+                if (j == mb && nt * 8 + 2 * tig + (e & 1) > warp * 16 + g + 8 * r) p = 0.f;
+                s[nt][e] = p * (dp[nt][e] - dl[r]);  // dS
+            }
+        mma_pb(acc, s, sK[j & 1]);
+        __syncthreads();
+    }
+    store_rows(dq + (int64_t)b * T * qs + h * kHD, qs, row0, T, acc, scale);
+}
+
+// dK/dV pass: grid (num key tiles, NKV, B). One CTA owns 64 keys of one KV head and walks every
+// (query head of the group, query tile at or after the key tile), so dK and dV are complete sums
+// in registers. Each warp owns 16 keys: S^T = K Q^T, P^T, dP^T = V dO^T, dS^T, then
+// dV += P^T dO and dK += dS^T Q, all inside the warp.
+constexpr int kBwdSmem = (2 * 2 + 2) * kTileElems * 2 + 2 * 2 * kTile * 4;
+
+__global__ void __launch_bounds__(kThreads) attn_bwd_dkdv_kernel(__nv_bfloat16* dk, __nv_bfloat16* dv,
+                                                                 const __nv_bfloat16* dout, const __nv_bfloat16* q,
+                                                                 const __nv_bfloat16* k, const __nv_bfloat16* v,
+                                                                 const float* lse, const float* delta, int T, int NH,
+                                                                 int NKV, float scale_log2, float scale) {
+    extern __shared__ __align__(128) unsigned char smem[];
+    __nv_bfloat16* sQ = reinterpret_cast<__nv_bfloat16*>(smem);  // [2][tile]
+    __nv_bfloat16* sdO = sQ + 2 * kTileElems;                    // [2][tile]
+    __nv_bfloat16* sK = sdO + 2 * kTileElems;
+    __nv_bfloat16* sV = sK + kTileElems;
+    float* sL = reinterpret_cast<float*>(sV + kTileElems);  // [2][64] lse * log2e (inf past T)
+    float* sD = sL + 2 * kTile;                              // [2][64] delta
+
+    const int nb = gridDim.x - 1 - blockIdx.x, hk = blockIdx.y, b = blockIdx.z;
+    const int group = NH / NKV;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tig = lane & 3;
+    const int64_t qs = (int64_t)NH * kHD, ks = (int64_t)NKV * kHD;
+    const int nqt = (T + kTile - 1) / kTile;
+    const int per_head = nqt - nb;  // query tiles nb .. nqt-1
+    const int iters = group * per_head;
+
+    auto issue = [&](int it, int buf) {
+        const int h = hk * group + it / per_head, mb = nb + it % per_head;
+        load_tile(sQ + buf * kTileElems, q + (int64_t)b * T * qs + h * kHD, qs, mb * kTile, T);
+        load_tile(sdO + buf * kTileElems, dout + (int64_t)b * T * qs + h * kHD, qs, mb * kTile, T);
+        if (threadIdx.x < kTile) {
+            const int row = mb * kTile + threadIdx.x;
+            const int64_t i = ((int64_t)b * NH + h) * T + row;
+            sL[buf * kTile + threadIdx.x] = row < T ? lse[i] * kLog2e : INFINITY;
+            sD[buf * kTile + threadIdx.x] = row < T ? delta[i] : 0.f;
+        }
+    };
+
+    load_tile(sK, k + (int64_t)b * T * ks + hk * kHD, ks, nb * kTile, T);
+    load_tile(sV, v + (int64_t)b * T * ks + hk * kHD, ks, nb * kTile, T);
+    issue(0, 0);
+    cp_async_commit();
+
+    float dK[8][4], dV[8][4];
+    zero_acc(dK);
+    zero_acc(dV);
+    uint32_t kf[4][4], vf[4][4];
+    for (int it = 0; it < iters; it++) {
+        const int buf = it & 1;
+        if (it + 1 < iters) {
+            issue(it + 1, buf ^ 1);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        if (it == 0) {
+            load_a_frags(kf, sK, warp * 16);
+            load_a_frags(vf, sV, warp * 16);
+        }
+        const __nv_bfloat16* tq = sQ + buf * kTileElems;
+        const __nv_bfloat16* tdo = sdO + buf * kTileElems;
+        const float* L = sL + buf * kTile;
+        const float* Dl = sD + buf * kTile;
+        const bool diag = (it % per_head) == 0;
+
+        float st[8][4], dpt[8][4];  // rows: this warp's 16 keys; cols: the tile's 64 queries
+        zero_acc(st);
+        zero_acc(dpt);
+        mma_abt(st, kf, tq);
+        mma_abt(dpt, vf, tdo);
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int qc = nt * 8 + 2 * tig + (e & 1), kr = warp * 16 + g + 8 * (e >> 1);
+                float p = exp2f(st[nt][e] * scale_log2 - L[qc]);
+                if (diag && kr > qc) p = 0.f;
+                st[nt][e] = p;
+                dpt[nt][e] = p * (dpt[nt][e] - Dl[qc]);  // dS^T
+            }
+        mma_pb(dV, st, tdo);
+        mma_pb(dK, dpt, tq);
+        __syncthreads();
+    }
+    const int row0 = nb * kTile + warp * 16;
+    store_rows(dk + (int64_t)b * T * ks + hk * kHD, ks, row0, T, dK, scale);
+    store_rows(dv + (int64_t)b * T * ks + hk * kHD, ks, row0, T, dV, 1.f);
+}
+
+void check_shapes(int T, int NH, int NKV, int HD) {
+    if (HD != kHD) fatal("attention: head dim %d, the kernels need %d", HD, kHD);
+    if (NKV <= 0 || NH % NKV != 0) fatal("attention: %d query heads not a multiple of %d kv heads", NH, NKV);
+    if (T <= 0) fatal("attention: T = %d", T);
+}
+
+}  // namespace
+
+// ---- kernel launchers
+
+void attention_core_forward(__nv_bfloat16* out, float* lse, const __nv_bfloat16* q, const __nv_bfloat16* k,
+                            const __nv_bfloat16* v, int B, int T, int NH, int NKV, int HD, cudaStream_t stream) {
+    check_shapes(T, NH, NKV, HD);
+    const float scale = 1.f / sqrtf((float)HD);
+    dim3 grid(ceil_div(T, kTile), NH, B);
+    attn_fwd_kernel<<<grid, kThreads, 0, stream>>>(out, lse, q, k, v, T, NH, NKV, scale * kLog2e);
+    cudaCheckLaunch();
+}
+
+void attention_core_backward(__nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16* dv, float* delta,
+                             const __nv_bfloat16* dout, const __nv_bfloat16* q, const __nv_bfloat16* k,
+                             const __nv_bfloat16* v, const __nv_bfloat16* out, const float* lse, int B, int T, int NH,
+                             int NKV, int HD, cudaStream_t stream) {
+    check_shapes(T, NH, NKV, HD);
+    const float scale = 1.f / sqrtf((float)HD);
+    const int64_t rows = (int64_t)B * T * NH;
+    attn_delta_kernel<<<ceil_div(rows, 8), 256, 0, stream>>>(delta, dout, out, rows, T, NH);
+    cudaCheckLaunch();
+    dim3 gq(ceil_div(T, kTile), NH, B);
+    attn_bwd_dq_kernel<<<gq, kThreads, 0, stream>>>(dq, dout, q, k, v, lse, delta, T, NH, NKV, scale * kLog2e, scale);
+    cudaCheckLaunch();
+    static bool attr_set = false;  // the dK/dV kernel's 50 KB of shared memory needs the opt-in
+    if (!attr_set) {
+        cudaCheck(cudaFuncSetAttribute(attn_bwd_dkdv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kBwdSmem));
+        attr_set = true;
+    }
+    dim3 gk(ceil_div(T, kTile), NKV, B);
+    attn_bwd_dkdv_kernel<<<gk, kThreads, kBwdSmem, stream>>>(dk, dv, dout, q, k, v, lse, delta, T, NH, NKV,
+                                                            scale * kLog2e, scale);
+    cudaCheckLaunch();
+}
