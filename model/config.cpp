@@ -7,6 +7,8 @@
 
 bool Config::is_attn(int layer) const {
     // k attention layers among n: at round(i*n/(k+1)), i = 1..k (spec/model.md)
+    // k = n would put none at layer 0 (round(n/(n+1)) = 1): n of n means every layer
+    if (num_attn_layers >= num_layers) return true;
     for (int i = 1; i <= num_attn_layers; i++) {
         int at = (int)std::lround((double)i * num_layers / (num_attn_layers + 1));
         if (at == layer) return true;

@@ -1,0 +1,16 @@
+// Logit softcap + cross-entropy, fused: z -> s = cap * tanh(z / cap) -> loss_n = lse(s_n) - s_n[y_n],
+// mean over the N tokens. The forward returns the mean loss and, when dlogits is non-null,
+// writes the gradient of the MEAN loss wrt the raw logits z (so the softmax probabilities are
+// never stored):
+//   dz[n, v] = (softmax(s_n)[v] - [v == y_n]) / N * (1 - (s[n, v] / cap)^2)
+// Gradient contract: dlogits OVERWRITES (=). Sums (max, log-sum-exp) run in double.
+// Targets outside [0, V) are fatal.
+#pragma once
+#include <cstdint>
+
+template <typename F>
+double softcap_ce_forward_backward_cpu(F* losses,              // (N)    per-token loss, may be nullptr
+                                       F* dlogits,             // (N, V) may be nullptr (forward only)
+                                       const F* logits,        // (N, V) raw, before the softcap
+                                       const int32_t* targets, // (N)
+                                       int64_t N, int V, double cap);
