@@ -46,3 +46,41 @@ if "attention" in flt or not flt:
             row(f"sdpa {name} fwd+bwd", ms_fb, 3.5 * fl)
         except Exception as e:
             print(f"torch sdpa {name}: unavailable ({type(e).__name__}: {str(e)[:80]})")
+N = B * T
+FH = 1536
+if "gemm" in flt or not flt:
+    for name, M, Nn, K in [("attn_qkv fwd", N, 1024, C), ("mlp_fc fwd", N, FH, C), ("mlp_proj fwd", N, C, FH),
+                           ("in_proj fwd", N, 2240, C), ("head fwd", N, V, C), ("head dW", V, C, N)]:
+        a = torch.randn(M, K, device=dev, dtype=torch.bfloat16)
+        b = torch.randn(K, Nn, device=dev, dtype=torch.bfloat16)
+        row(f"matmul {name} {M}x{Nn}x{K}", bench(lambda: a @ b), 2.0 * M * Nn * K)
+        del a, b
+if "elementwise" in flt or not flt:
+    x = torch.randn(N, C, device=dev, requires_grad=True)
+    g = torch.randn(N, C, device=dev)
+    row("rms_norm fwd (f32)", bench(lambda: F.rms_norm(x, (C,))), 0, 2 * N * C * 4)
+    def rn():
+        y = F.rms_norm(x, (C,)); y.backward(g)
+    row("rms_norm fwd+bwd (f32)", bench(rn), 0, 5 * N * C * 4)
+    h = torch.randn(N, FH, device=dev, dtype=torch.bfloat16, requires_grad=True)
+    gh = torch.randn(N, FH, device=dev, dtype=torch.bfloat16)
+    row("leaky_relu(0.5)^2 fwd", bench(lambda: F.leaky_relu(h, 0.5).square()), 0, 4.0 * N * FH)
+    def act():
+        F.leaky_relu(h, 0.5).square().backward(gh)
+    row("leaky_relu(0.5)^2 fwd+bwd", bench(act), 0, 10.0 * N * FH)
+    wte = torch.randn(V, C, device=dev, requires_grad=True)
+    tok = torch.randint(0, V, (N,), device=dev)
+    row("embedding fwd", bench(lambda: F.embedding(tok, wte)), 0, 2 * N * C * 4)
+    def emb():
+        F.embedding(tok, wte).backward(g)
+    row("embedding fwd+bwd", bench(emb), 0, 4 * N * C * 4)
+    z = (5 * torch.randn(N, V, device=dev, dtype=torch.bfloat16)).requires_grad_(True)
+    def ce():
+        s = 30 * torch.tanh(z.float() / 30)
+        F.cross_entropy(s, tok).backward()
+    row("softcap CE fwd+bwd (eager)", bench(ce), 0, 4.0 * N * V)
+    try:
+        cc = torch.compile(ce)
+        row("softcap CE fwd+bwd (compile)", bench(cc), 0, 4.0 * N * V)
+    except Exception as e:
+        print("torch compile CE failed:", type(e).__name__, str(e)[:100])

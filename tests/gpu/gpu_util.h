@@ -86,3 +86,7 @@ inline std::vector<float> to_float(const std::vector<double>& d) { return std::v
         CHECK(_e <= (tol));                                                           \
         MESSAGE(name << ": rel err " << _e << " (bound " << (tol) << ")");            \
     } while (0)
+
+namespace gt {
+inline std::vector<double> to_d(const std::vector<float>& f) { return std::vector<double>(f.begin(), f.end()); }
+}  // namespace gt

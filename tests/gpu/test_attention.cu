@@ -1,68 +1,12 @@
-// Attention kernels against a float64 reference on the same bf16-rounded inputs.
+// Flash attention core against the CPU reference (model/attention.h, float64 instantiation) on
+// the same bf16-rounded inputs.
 // Bounds (max-abs error over max |ref|): bf16 outputs and gradients < 1e-2; lse (fp32) < 1e-5
 // relative per row would be too tight for bf16 MMA scores, so lse is held to 1e-3 absolute.
 // Backward is also run twice and must be bit-identical (no atomics anywhere).
 #include "model/attention.cuh"
+#include "model/attention.h"
 #include "tests/gpu/gpu_util.h"
 #include <cstring>
-
-// Naive causal GQA attention in float64: the math of the flash core, written as loops.
-static void attn_core_ref(std::vector<double>& out, std::vector<double>& lse, std::vector<double>& dq,
-                          std::vector<double>& dk, std::vector<double>& dv, const std::vector<float>& q,
-                          const std::vector<float>& k, const std::vector<float>& v, const std::vector<float>& dout,
-                          int B, int T, int NH, int NKV, int HD) {
-    const double scale = 1.0 / sqrt((double)HD);
-    out.assign((size_t)B * T * NH * HD, 0);
-    lse.assign((size_t)B * NH * T, 0);
-    dq.assign(out.size(), 0);
-    dk.assign((size_t)B * T * NKV * HD, 0);
-    dv.assign(dk.size(), 0);
-    std::vector<double> p(T), dp(T);
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++) {
-            const int hk = h / (NH / NKV);
-            for (int t = 0; t < T; t++) {
-                const float* qr = &q[(((int64_t)b * T + t) * NH + h) * HD];
-                const float* gr = &dout[(((int64_t)b * T + t) * NH + h) * HD];
-                double mx = -INFINITY;
-                for (int s = 0; s <= t; s++) {
-                    const float* kr = &k[(((int64_t)b * T + s) * NKV + hk) * HD];
-                    double acc = 0;
-                    for (int d = 0; d < HD; d++) acc += (double)qr[d] * kr[d];
-                    p[s] = acc * scale;
-                    mx = std::max(mx, p[s]);
-                }
-                double sum = 0;
-                for (int s = 0; s <= t; s++) sum += exp(p[s] - mx);
-                lse[((int64_t)b * NH + h) * T + t] = mx + log(sum);
-                for (int s = 0; s <= t; s++) p[s] = exp(p[s] - mx) / sum;
-                double* o = &out[(((int64_t)b * T + t) * NH + h) * HD];
-                double pdp = 0;
-                for (int s = 0; s <= t; s++) {
-                    const float* vr = &v[(((int64_t)b * T + s) * NKV + hk) * HD];
-                    double g = 0;
-                    for (int d = 0; d < HD; d++) {
-                        o[d] += p[s] * vr[d];
-                        g += (double)gr[d] * vr[d];
-                    }
-                    dp[s] = g;
-                    pdp += p[s] * g;
-                }
-                double* dqr = &dq[(((int64_t)b * T + t) * NH + h) * HD];
-                for (int s = 0; s <= t; s++) {
-                    const double ds = p[s] * (dp[s] - pdp) * scale;
-                    const float* kr = &k[(((int64_t)b * T + s) * NKV + hk) * HD];
-                    double* dkr = &dk[(((int64_t)b * T + s) * NKV + hk) * HD];
-                    double* dvr = &dv[(((int64_t)b * T + s) * NKV + hk) * HD];
-                    for (int d = 0; d < HD; d++) {
-                        dqr[d] += ds * kr[d];
-                        dkr[d] += ds * qr[d];
-                        dvr[d] += p[s] * gr[d];
-                    }
-                }
-            }
-        }
-}
 
 TEST_CASE("gpu attention core: flash forward/backward vs float64, GQA, odd T") {
     struct Shape { int B, T, NH, NKV; };
@@ -77,8 +21,14 @@ TEST_CASE("gpu attention core: flash forward/backward vs float64, GQA, odd T") {
         auto q = gt::randn(nq, seed++, 1.5), k = gt::randn(nk, seed++, 1.5), v = gt::randn(nk, seed++);
         auto dout = gt::randn(nq, seed++);
         gt::round_bf16(q); gt::round_bf16(k); gt::round_bf16(v); gt::round_bf16(dout);
-        std::vector<double> ro, rl, rdq, rdk, rdv;
-        attn_core_ref(ro, rl, rdq, rdk, rdv, q, k, v, dout, B, T, NH, NKV, HD);
+        AttnDims dims{B, T, NH, NKV, HD, 10000.0, 1e-6};
+        std::vector<double> ro(nq), rl((size_t)B * NH * T), rdq(nq), rdk(nk), rdv(nk);
+        std::vector<double> q64(q.begin(), q.end()), k64(k.begin(), k.end()), v64(v.begin(), v.end());
+        std::vector<double> do64(dout.begin(), dout.end());
+        attention_forward_cpu<double>(ro.data(), rl.data(), q64.data(), k64.data(), v64.data(), dims);
+        // the backward gets the reference's own y: the kernel's bf16 y differs by rounding only
+        attention_backward_cpu<double>(rdq.data(), rdk.data(), rdv.data(), do64.data(), q64.data(), k64.data(),
+                                       v64.data(), ro.data(), rl.data(), dims);
 
         auto *dq_ = gt::to_dev_bf16(q), *dk_ = gt::to_dev_bf16(k), *dv_ = gt::to_dev_bf16(v), *ddo = gt::to_dev_bf16(dout);
         auto* dout_o = gt::dev_alloc<__nv_bfloat16>(nq);
