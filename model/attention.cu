@@ -35,12 +35,12 @@ template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
 // Rows [row0, row0+ROWS) of a (T, stride) bf16 matrix into a swizzled tile of 16-byte chunks.
-template <int ROWS = kTile>
+template <int ROWS = kTile, int NT = kThreads>
 __device__ __forceinline__ void load_tile(__nv_bfloat16* tile, const __nv_bfloat16* base, int64_t stride,
                                           int row0, int T) {
 #pragma unroll
-    for (int k = 0; k < ROWS * kHD / 8 / kThreads; k++) {
-        int id = threadIdx.x + k * kThreads;
+    for (int k = 0; k < ROWS * kHD / 8 / NT; k++) {
+        int id = threadIdx.x + k * NT;
         int r = id >> 3, c = (id & 7) << 3;
         bool valid = row0 + r < T;
         const __nv_bfloat16* src = base + (valid ? (int64_t)(row0 + r) * stride + c : 0);
@@ -392,37 +392,42 @@ __global__ void __launch_bounds__(kThreads) attn_bwd_dq_kernel(__nv_bfloat16* dq
         store_rows(dq + (int64_t)b * T * qs + h * kHD, qs, q0 + wrow + mt * 16, T, acc[mt], scale);
 }
 
-// dK/dV pass: grid (num key tiles, NKV, B). One CTA owns 64 keys of one KV head and walks every
-// (query head of the group, query tile at or after the key tile), so dK and dV are complete sums
-// in registers. Each warp owns 16 keys: S^T = K Q^T, P^T, dP^T = V dO^T, dS^T, then
-// dV += P^T dO and dK += dS^T Q, all inside the warp.
-constexpr int kBwdSmem = (2 * 2 + 2) * kTileElems * 2 + 2 * 2 * kTile * 4;
+// dK/dV pass: grid (num key tiles, NKV, B). One CTA owns 16 * WARPS keys of one KV head and
+// walks every (query head of the group, 64-query tile reaching its keys), so dK and dV are
+// complete sums in registers. Each warp owns 16 keys: S^T = K Q^T, P^T, dP^T = V dO^T, dS^T,
+// then dV += P^T dO and dK += dS^T Q, all inside the warp. More warps per CTA share each Q/dO
+// tile load among more keys.
+template <int WARPS>
+constexpr int dkdv_smem() { return (2 * 2 * kTileElems + 2 * WARPS * 16 * kHD) * 2 + 2 * 2 * kTile * 4; }
 
-__global__ void __launch_bounds__(kThreads) attn_bwd_dkdv_kernel(__nv_bfloat16* dk, __nv_bfloat16* dv,
-                                                                 const __nv_bfloat16* dout, const __nv_bfloat16* q,
-                                                                 const __nv_bfloat16* k, const __nv_bfloat16* v,
-                                                                 const float* lse, const float* delta, int T, int NH,
-                                                                 int NKV, float scale_log2, float scale) {
+template <int WARPS>
+__global__ void __launch_bounds__(WARPS * 32) attn_bwd_dkdv_kernel(__nv_bfloat16* dk, __nv_bfloat16* dv,
+                                                                   const __nv_bfloat16* dout, const __nv_bfloat16* q,
+                                                                   const __nv_bfloat16* k, const __nv_bfloat16* v,
+                                                                   const float* lse, const float* delta, int T, int NH,
+                                                                   int NKV, float scale_log2, float scale) {
+    constexpr int NT = WARPS * 32, KEYS = WARPS * 16;
     extern __shared__ __align__(128) unsigned char smem[];
     __nv_bfloat16* sQ = reinterpret_cast<__nv_bfloat16*>(smem);  // [2][tile]
     __nv_bfloat16* sdO = sQ + 2 * kTileElems;                    // [2][tile]
-    __nv_bfloat16* sK = sdO + 2 * kTileElems;
-    __nv_bfloat16* sV = sK + kTileElems;
-    float* sL = reinterpret_cast<float*>(sV + kTileElems);  // [2][64] lse * log2e (inf past T)
+    __nv_bfloat16* sK = sdO + 2 * kTileElems;                    // (KEYS, HD)
+    __nv_bfloat16* sV = sK + KEYS * kHD;
+    float* sL = reinterpret_cast<float*>(sV + KEYS * kHD);  // [2][64] lse * log2e (inf past T)
     float* sD = sL + 2 * kTile;                              // [2][64] delta
 
     const int nb = gridDim.x - 1 - blockIdx.x, hk = blockIdx.y, b = blockIdx.z;
     const int group = NH / NKV;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tig = lane & 3;
     const int64_t qs = (int64_t)NH * kHD, ks = (int64_t)NKV * kHD;
-    const int nqt = (T + kTile - 1) / kTile;
-    const int per_head = nqt - nb;  // query tiles nb .. nqt-1
+    const int k0 = nb * KEYS;
+    const int nqt = (T + kTile - 1) / kTile, first = k0 / kTile;
+    const int per_head = nqt - first;  // query tiles first .. nqt-1
     const int iters = group * per_head;
 
     auto issue = [&](int it, int buf) {
-        const int h = hk * group + it / per_head, mb = nb + it % per_head;
-        load_tile(sQ + buf * kTileElems, q + (int64_t)b * T * qs + h * kHD, qs, mb * kTile, T);
-        load_tile(sdO + buf * kTileElems, dout + (int64_t)b * T * qs + h * kHD, qs, mb * kTile, T);
+        const int h = hk * group + it / per_head, mb = first + it % per_head;
+        load_tile<kTile, NT>(sQ + buf * kTileElems, q + (int64_t)b * T * qs + h * kHD, qs, mb * kTile, T);
+        load_tile<kTile, NT>(sdO + buf * kTileElems, dout + (int64_t)b * T * qs + h * kHD, qs, mb * kTile, T);
         if (threadIdx.x < kTile) {
             const int row = mb * kTile + threadIdx.x;
             const int64_t i = ((int64_t)b * NH + h) * T + row;
@@ -431,8 +436,8 @@ __global__ void __launch_bounds__(kThreads) attn_bwd_dkdv_kernel(__nv_bfloat16* 
         }
     };
 
-    load_tile(sK, k + (int64_t)b * T * ks + hk * kHD, ks, nb * kTile, T);
-    load_tile(sV, v + (int64_t)b * T * ks + hk * kHD, ks, nb * kTile, T);
+    load_tile<KEYS, NT>(sK, k + (int64_t)b * T * ks + hk * kHD, ks, k0, T);
+    load_tile<KEYS, NT>(sV, v + (int64_t)b * T * ks + hk * kHD, ks, k0, T);
     issue(0, 0);
     cp_async_commit();
 
@@ -461,7 +466,8 @@ __global__ void __launch_bounds__(kThreads) attn_bwd_dkdv_kernel(__nv_bfloat16* 
         const __nv_bfloat16* tdo = sdO + buf * kTileElems;
         const float* L = sL + buf * kTile;
         const float* Dl = sD + buf * kTile;
-        const bool diag = (it % per_head) == 0;
+        const int q0 = (first + it % per_head) * kTile;
+        const bool diag = q0 < k0 + KEYS - 1;  // some key of the CTA lies after some query of the tile
 
         float st[1][8][4], dpt[1][8][4];  // rows: this warp's 16 keys; cols: the tile's 64 queries
         zero_acc<1>(st);
@@ -474,7 +480,7 @@ __global__ void __launch_bounds__(kThreads) attn_bwd_dkdv_kernel(__nv_bfloat16* 
             for (int e = 0; e < 4; e++) {
                 const int qc = nt * 8 + 2 * tig + (e & 1), kr = warp * 16 + g + 8 * (e >> 1);
                 float p = exp2f(st[0][nt][e] * scale_log2 - L[qc]);
-                if (diag && kr > qc) p = 0.f;
+                if (diag && k0 + kr > q0 + qc) p = 0.f;
                 st[0][nt][e] = p;
                 dpt[0][nt][e] = p * (dpt[0][nt][e] - Dl[qc]);  // dS^T
             }
@@ -482,10 +488,12 @@ __global__ void __launch_bounds__(kThreads) attn_bwd_dkdv_kernel(__nv_bfloat16* 
         mma_pb<1>(dK, dpt, tq);
         __syncthreads();
     }
-    const int row0 = nb * kTile + warp * 16;
+    const int row0 = k0 + warp * 16;
     store_rows(dk + (int64_t)b * T * ks + hk * kHD, ks, row0, T, dK[0], scale);
     store_rows(dv + (int64_t)b * T * ks + hk * kHD, ks, row0, T, dV[0], 1.f);
 }
+
+int g_dkdv_warps = 4;
 
 void check_shapes(int T, int NH, int NKV, int HD) {
     if (HD != kHD) fatal("attention: head dim %d, the kernels need %d", HD, kHD);
@@ -496,6 +504,11 @@ void check_shapes(int T, int NH, int NKV, int HD) {
 }  // namespace
 
 // ---- kernel launchers
+
+void attention_set_dkdv_warps(int warps) {
+    if (warps != 4 && warps != 8) fatal("attention: dK/dV CTA of %d warps (4 or 8)", warps);
+    g_dkdv_warps = warps;
+}
 
 void attention_core_forward(__nv_bfloat16* out, float* lse, const __nv_bfloat16* q, const __nv_bfloat16* k,
                             const __nv_bfloat16* v, int B, int T, int NH, int NKV, int HD, cudaStream_t stream) {
@@ -517,16 +530,23 @@ void attention_core_backward(__nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16
     cudaCheckLaunch();
     static bool attr_set = false;  // the backward kernels' shared memory (> 48 KB) needs the opt-in
     if (!attr_set) {
-        cudaCheck(cudaFuncSetAttribute(attn_bwd_dkdv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kBwdSmem));
+        cudaCheck(cudaFuncSetAttribute(attn_bwd_dkdv_kernel<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, dkdv_smem<4>()));
+        cudaCheck(cudaFuncSetAttribute(attn_bwd_dkdv_kernel<8>, cudaFuncAttributeMaxDynamicSharedMemorySize, dkdv_smem<8>()));
         cudaCheck(cudaFuncSetAttribute(attn_bwd_dq_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kDqSmem));
         attr_set = true;
     }
     dim3 gq(ceil_div(T, kDqRows), NH, B);
     attn_bwd_dq_kernel<<<gq, kThreads, kDqSmem, stream>>>(dq, dout, q, k, v, lse, delta, T, NH, NKV, scale * kLog2e, scale);
     cudaCheckLaunch();
-    dim3 gk(ceil_div(T, kTile), NKV, B);
-    attn_bwd_dkdv_kernel<<<gk, kThreads, kBwdSmem, stream>>>(dk, dv, dout, q, k, v, lse, delta, T, NH, NKV,
-                                                            scale * kLog2e, scale);
+    if (g_dkdv_warps == 8) {
+        dim3 gk(ceil_div(T, 8 * 16), NKV, B);
+        attn_bwd_dkdv_kernel<8><<<gk, 8 * 32, dkdv_smem<8>(), stream>>>(dk, dv, dout, q, k, v, lse, delta, T, NH, NKV,
+                                                                        scale * kLog2e, scale);
+    } else {
+        dim3 gk(ceil_div(T, 4 * 16), NKV, B);
+        attn_bwd_dkdv_kernel<4><<<gk, 4 * 32, dkdv_smem<4>(), stream>>>(dk, dv, dout, q, k, v, lse, delta, T, NH, NKV,
+                                                                        scale * kLog2e, scale);
+    }
     cudaCheckLaunch();
 }
 
