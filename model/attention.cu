@@ -392,21 +392,20 @@ __global__ void __launch_bounds__(kThreads) attn_bwd_dq_kernel(__nv_bfloat16* dq
         store_rows(dq + (int64_t)b * T * qs + h * kHD, qs, q0 + wrow + mt * 16, T, acc[mt], scale);
 }
 
-// dK/dV pass: grid (num key tiles, NKV, B). One CTA owns 16 * WARPS keys of one KV head and
+// dK/dV pass: grid (num key tiles, NKV, B). One CTA owns 64 keys of one KV head and
 // walks every (query head of the group, 64-query tile reaching its keys), so dK and dV are
 // complete sums in registers. Each warp owns 16 keys: S^T = K Q^T, P^T, dP^T = V dO^T, dS^T,
-// then dV += P^T dO and dK += dS^T Q, all inside the warp. More warps per CTA share each Q/dO
-// tile load among more keys.
-template <int WARPS>
-constexpr int dkdv_smem() { return (2 * 2 * kTileElems + 2 * WARPS * 16 * kHD) * 2 + 2 * 2 * kTile * 4; }
+// then dV += P^T dO and dK += dS^T Q, all inside the warp. (8 warps, 128 keys per CTA, sharing
+// each Q/dO tile among more keys, measured slower: 3.72 vs 3.37 ms at B 16, T 4096; notes/gpu.md.)
+constexpr int kDkdvWarps = 4;
+constexpr int kDkdvSmem = (2 * 2 * kTileElems + 2 * kDkdvWarps * 16 * kHD) * 2 + 2 * 2 * kTile * 4;
 
-template <int WARPS>
-__global__ void __launch_bounds__(WARPS * 32) attn_bwd_dkdv_kernel(__nv_bfloat16* dk, __nv_bfloat16* dv,
+__global__ void __launch_bounds__(kDkdvWarps * 32) attn_bwd_dkdv_kernel(__nv_bfloat16* dk, __nv_bfloat16* dv,
                                                                    const __nv_bfloat16* dout, const __nv_bfloat16* q,
                                                                    const __nv_bfloat16* k, const __nv_bfloat16* v,
                                                                    const float* lse, const float* delta, int T, int NH,
                                                                    int NKV, float scale_log2, float scale) {
-    constexpr int NT = WARPS * 32, KEYS = WARPS * 16;
+    constexpr int NT = kDkdvWarps * 32, KEYS = kDkdvWarps * 16;
     extern __shared__ __align__(128) unsigned char smem[];
     __nv_bfloat16* sQ = reinterpret_cast<__nv_bfloat16*>(smem);  // [2][tile]
     __nv_bfloat16* sdO = sQ + 2 * kTileElems;                    // [2][tile]
@@ -493,8 +492,6 @@ __global__ void __launch_bounds__(WARPS * 32) attn_bwd_dkdv_kernel(__nv_bfloat16
     store_rows(dv + (int64_t)b * T * ks + hk * kHD, ks, row0, T, dV[0], 1.f);
 }
 
-int g_dkdv_warps = 4;
-
 void check_shapes(int T, int NH, int NKV, int HD) {
     if (HD != kHD) fatal("attention: head dim %d, the kernels need %d", HD, kHD);
     if (NKV <= 0 || NH % NKV != 0) fatal("attention: %d query heads not a multiple of %d kv heads", NH, NKV);
@@ -505,10 +502,6 @@ void check_shapes(int T, int NH, int NKV, int HD) {
 
 // ---- kernel launchers
 
-void attention_set_dkdv_warps(int warps) {
-    if (warps != 4 && warps != 8) fatal("attention: dK/dV CTA of %d warps (4 or 8)", warps);
-    g_dkdv_warps = warps;
-}
 
 void attention_core_forward(__nv_bfloat16* out, float* lse, const __nv_bfloat16* q, const __nv_bfloat16* k,
                             const __nv_bfloat16* v, int B, int T, int NH, int NKV, int HD, cudaStream_t stream) {
@@ -530,23 +523,16 @@ void attention_core_backward(__nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16
     cudaCheckLaunch();
     static bool attr_set = false;  // the backward kernels' shared memory (> 48 KB) needs the opt-in
     if (!attr_set) {
-        cudaCheck(cudaFuncSetAttribute(attn_bwd_dkdv_kernel<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, dkdv_smem<4>()));
-        cudaCheck(cudaFuncSetAttribute(attn_bwd_dkdv_kernel<8>, cudaFuncAttributeMaxDynamicSharedMemorySize, dkdv_smem<8>()));
+        cudaCheck(cudaFuncSetAttribute(attn_bwd_dkdv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kDkdvSmem));
         cudaCheck(cudaFuncSetAttribute(attn_bwd_dq_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kDqSmem));
         attr_set = true;
     }
     dim3 gq(ceil_div(T, kDqRows), NH, B);
     attn_bwd_dq_kernel<<<gq, kThreads, kDqSmem, stream>>>(dq, dout, q, k, v, lse, delta, T, NH, NKV, scale * kLog2e, scale);
     cudaCheckLaunch();
-    if (g_dkdv_warps == 8) {
-        dim3 gk(ceil_div(T, 8 * 16), NKV, B);
-        attn_bwd_dkdv_kernel<8><<<gk, 8 * 32, dkdv_smem<8>(), stream>>>(dk, dv, dout, q, k, v, lse, delta, T, NH, NKV,
-                                                                        scale * kLog2e, scale);
-    } else {
-        dim3 gk(ceil_div(T, 4 * 16), NKV, B);
-        attn_bwd_dkdv_kernel<4><<<gk, 4 * 32, dkdv_smem<4>(), stream>>>(dk, dv, dout, q, k, v, lse, delta, T, NH, NKV,
-                                                                        scale * kLog2e, scale);
-    }
+    dim3 gk(ceil_div(T, kDkdvWarps * 16), NKV, B);
+    attn_bwd_dkdv_kernel<<<gk, kDkdvWarps * 32, kDkdvSmem, stream>>>(dk, dv, dout, q, k, v, lse, delta, T, NH, NKV,
+                                                                    scale * kLog2e, scale);
     cudaCheckLaunch();
 }
 

@@ -30,9 +30,6 @@ void attention_core_backward(__nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16
                              const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
                              const __nv_bfloat16* out, const float* lse,
                              int B, int T, int NH, int NKV, int HD, cudaStream_t stream);
-// Tuning knob under measurement (bench/): warps (4 or 8, 16 keys each) per dK/dV CTA.
-void attention_set_dkdv_warps(int warps);
-
 // (b) qkv prep, the attn_qkv GEMM's output (B, T, (NH + 2 NKV) HD) bf16, q | k | v per row:
 //   v = silu(v);  q, k = RMSNorm per head (no weight, eps);  q, k = RoPE half-split,
 //   angle(t, i) = t * base^(-2i/HD) (cos/sin from a float64-built table);  q *= q_gain[h].
