@@ -6,7 +6,7 @@
 //     z, x (B,T,H,P) bf16;  q_raw = rms(C) C_norm_w, k_raw = rms(B) B_norm_w (B,T,G,N) bf16
 //     (eps kMamba3NormEps, rstd (B,T,G) fp32 saved);  A = -max(act(dd_A), a_floor),
 //     dt = softplus(dd_dt + dt_bias), adt = A dt, trap (B,H,T) fp32;  theta (B,T,S) fp32.
-// dtypes match the scan kernels' boundary. One CTA per token (forward), per 8 tokens (backward).
+// dtypes match the scan kernels' boundary. 16 consecutive tokens per CTA.
 // Gradient contract: dzxbcdt OVERWRITES (bf16, the in_proj backward's input); ddt_bias,
 // dB_norm_w, dC_norm_w ACCUMULATE, as per-CTA partials and a fixed-order reduction
 // (deterministic). ddt excludes the adt path; the backward adds it (d dt_total = ddt + dadt A).
