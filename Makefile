@@ -76,6 +76,13 @@ test: compile-cuda $(BUILD)/test_cpu $(TOOLS) $(FIXTURE_STAMP)
 test-gpu: $(BUILD)/test_gpu
 	$(BUILD)/test_gpu
 
+# Kernel timings at the production shape (GPU); bench/torch_ops.py times the same ops in PyTorch.
+$(BUILD)/bench_gpu: $(BUILD)/bench/bench_gpu.cu.o $(CU_OBJ) $(CPU_OBJ)
+	$(NVCC) $(NVFLAGS) $^ -o $@ $(LDLIBS_GPU)
+.PHONY: bench
+bench: $(BUILD)/bench_gpu
+-include $(BUILD)/bench/bench_gpu.cu.d
+
 data:
 	tools/make_data.sh
 
