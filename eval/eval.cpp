@@ -116,7 +116,8 @@ EvalOut eval_cpu(const ModelTensors<float>& p, const Config& c, const Tokenizer&
         bool have = false;  // cur holds states (else zero states)
         auto start_of = [&](int64_t s0) { return std::max<int64_t>(s0 - ov, 0); };
         if (o.carry_states && b < e) {
-            int64_t ts = start_of(b), W = o.prewarm < 0 ? T : o.prewarm, pw = std::max<int64_t>(ts - W, 0);
+            int64_t ts = o.seed_carry ? b : start_of(b), W = o.prewarm < 0 ? T : o.prewarm;
+            int64_t pw = std::max<int64_t>(ts - W, 0);
             if (ts > pw) {  // prewarm: states after tokens [pw, ts), nothing scored
                 score_window(&out.sum, &w, p, c, tok, tokens, pw, ts, ts, ts, o.temperature, nullptr, &cur,
                              (int)(ts - pw));
@@ -126,8 +127,9 @@ EvalOut eval_cpu(const ModelTensors<float>& p, const Config& c, const Tokenizer&
         }
         for (int64_t s0 = b; s0 < e; s0 += S) {
             int64_t s1 = std::min(s0 + S, e), ts = start_of(s0);
-            // states for the next window: after the tokens before its first token
-            int fin_at = o.carry_states && s1 < e ? (int)(start_of(s1) - ts) : 0;
+            // states for the next window: after the tokens before its first token (seed: after
+            // this window's last token, which is the next window's last overlap token)
+            int fin_at = !o.carry_states || s1 >= e ? 0 : o.seed_carry ? (int)(s1 - ts) : (int)(start_of(s1) - ts);
             score_window(&out.sum, &w, p, c, tok, tokens, ts, s1, s0, s1, o.temperature, have ? &cur : nullptr,
                          fin_at > 0 ? &nxt : nullptr, fin_at);
             out.forwards++;

@@ -18,8 +18,9 @@
 //             token enters the SSM exactly once and in order, so an all-Mamba model scores
 //             exactly as one forward over the whole span, for any o. (The seed instead carried
 //             the state after the previous window's last token, which feeds the o overlap tokens
-//             through the SSM twice; see notes/eval.md.) A span's first window starts from the
-//             states of one forward over the `prewarm` tokens before it (zero states at 0).
+//             through the SSM twice: EvalOpts::seed_carry, kept to compare; see notes/eval.md.)
+//             A span's first window starts from the states of one forward over the `prewarm`
+//             tokens before its first token (zero states at 0).
 // Ranks: rank r scores eval_rank_span(): whole sequences [num_seqs*r/R, num_seqs*(r+1)/R) of T,
 // the split of data/loader.h, the remainder of a stream not a multiple of T on the last rank.
 // Each rank sums its BpbSum in float64; the trainer all-reduces the three fields
@@ -48,6 +49,8 @@ struct EvalOpts {
     int stride = 0;            // sliding: scored positions per window, 1..T
     int overlap = 0;           // stateful: context positions repeated from the previous window, 0..T-1
     bool carry_states = true;  // stateful: false runs every window from zero states
+    bool seed_carry = false;   // stateful: the seed's carry (state after the previous window's last
+                               // token; overlap tokens enter the SSM twice); same as ours at o = 0
     int64_t prewarm = -1;      // stateful: tokens before a span's first window that warm its states; -1 = T (seed)
     double temperature = 1.0;  // logits / tau after the softcap
 };

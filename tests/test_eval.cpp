@@ -271,6 +271,17 @@ TEST_CASE("eval: stateful carry on an all-Mamba model equals one forward over th
     EvalOpts nc = opts(EvalMode::stateful, kT, 0);
     nc.carry_states = false;
     CHECK(rel(eval_cpu(m.p, m.c, tok, s.data(), kTokens, all, nc).sum.loss_sum, whole) > 1e-3);
+    // the seed's carry: identical at overlap 0 (nothing is fed twice), off the whole-stream
+    // forward at overlap > 0 (the overlap enters the SSM twice)
+    EvalOpts seed = opts(EvalMode::stateful, kT, 0);
+    seed.seed_carry = true;
+    CHECK(same(eval_cpu(m.p, m.c, tok, s.data(), kTokens, all, seed).sum,
+               eval_cpu(m.p, m.c, tok, s.data(), kTokens, all, opts(EvalMode::stateful, kT, 0)).sum));
+    seed.overlap = 5;
+    EvalOut so = eval_cpu(m.p, m.c, tok, s.data(), kTokens, all, seed);
+    MESSAGE("all-Mamba, overlap 5: seed's carry " << so.sum.loss_sum << " vs exact " << whole);
+    CHECK(rel(so.sum.loss_sum, whole) > 1e-3);
+    CHECK(so.sum.tokens == kTokens - 1);
 }
 
 TEST_CASE("eval: ranks' float64 sums add up to one rank's") {
