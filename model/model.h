@@ -110,7 +110,8 @@ void model_backward_cpu(const ModelTensors<F>& g, const ModelActs<F>& a,
 //
 // Temperature tau (the seed's eval, `logits / temperature` after the softcap):
 //   s = cap * tanh(z / cap) / tau;   losses[n] = logsumexp(s_n) - s_n[y_n]   (double)
-// tau = 1 gives exactly model_forward_cpu's per-token losses and mean. Returns the mean.
+// tau = 1 gives exactly model_forward_cpu's per-token losses and mean. Returns the mean; the
+// float a.losses is not written (losses holds them, in double).
 template <typename F>
 struct ModelStates {
     Mamba3States<F> layers[kMaxLayers];
