@@ -162,11 +162,11 @@ ScoredChunk ttt_score_chunk(BpbSum* acc, TttState* st, const float* params, cons
         score_window(acc, &w, p, c, tok, tokens, q * T, q * T + T, q * T, q * T + T, o.temperature, nullptr, nullptr,
                      0);
     w.acts.swap(st->acts);
-    return ScoredChunk(tokens, first_seq, nseq);
+    return ScoredChunk(tokens, first_seq, nseq, o.T);
 }
 
 void ttt_train_chunk(TttState* st, float* params, const ScoredChunk& chunk, const Config& c, const TttOpts& o) {
-    const int B = (int)chunk.num_seqs(), T = o.T;
+    const int B = (int)chunk.num_seqs(), T = chunk.seq_len();
     std::vector<int32_t> x((int64_t)B * T), y((int64_t)B * T);
     const uint16_t* src = chunk.stream() + chunk.first_seq() * T;
     for (int64_t i = 0; i < (int64_t)B * T; i++) {

@@ -102,14 +102,17 @@ class ScoredChunk {
 public:
     int64_t first_seq() const { return first_seq_; }
     int64_t num_seqs() const { return nseq_; }
+    int seq_len() const { return T_; }
     const uint16_t* stream() const { return tokens_; }
 
 private:
-    ScoredChunk(const uint16_t* tokens, int64_t first_seq, int64_t nseq) : tokens_(tokens), first_seq_(first_seq), nseq_(nseq) {}
+    ScoredChunk(const uint16_t* tokens, int64_t first_seq, int64_t nseq, int T)
+        : tokens_(tokens), first_seq_(first_seq), nseq_(nseq), T_(T) {}
     friend ScoredChunk ttt_score_chunk(BpbSum*, TttState*, const float*, const Config&, const Tokenizer&,
                                        const uint16_t*, int64_t, int64_t, int64_t, const TttOpts&);
     const uint16_t* tokens_;
     int64_t first_seq_, nseq_;
+    int T_;
 };
 
 struct TttState {
@@ -120,7 +123,9 @@ struct TttState {
 };
 
 // o.epochs SGD-with-momentum steps on the scored chunk's sequences (one step per epoch on the
-// whole chunk's mean loss); params updated in place, blocks [0, o.freeze_blocks) untouched.
+// whole chunk's mean loss, the sequences as scored); params updated in place, blocks
+// [0, o.freeze_blocks) untouched. The update m = mu*m + g, w -= lr*m is computed in double and
+// rounded to float once per buffer.
 void ttt_train_chunk(TttState* st, float* params, const ScoredChunk& chunk, const Config& c, const TttOpts& o);
 
 // The whole pass, left to right: for each chunk, score (counted) then train. The stream must

@@ -329,7 +329,7 @@ TEST_CASE("eval: ranks' float64 sums add up to one rank's") {
 }
 
 TEST_CASE("ttt: score first: the first chunk equals scoring without TTT; training first (cheating) scores lower") {
-    static_assert(!std::is_constructible<ScoredChunk, const uint16_t*, int64_t, int64_t>::value,
+    static_assert(!std::is_constructible<ScoredChunk, const uint16_t*, int64_t, int64_t, int>::value,
                   "only ttt_score_chunk makes a ScoredChunk");
     Model m(1, 43);
     Tokenizer tok = tiny_tokenizer();
@@ -365,7 +365,7 @@ TEST_CASE("ttt: score first: the first chunk equals scoring without TTT; trainin
     CHECK(same(before, chunks[0]));
     ttt_train_chunk(&st, wc.data(), sc, m.c, o);
     ttt_score_chunk(&after, &st, wc.data(), m.c, tok, s.data(), kTokens, 0, 3, o);
-    INFO("chunk 0: legal " << before.loss_sum << ", trained on first " << after.loss_sum);
+    MESSAGE("chunk 0 loss sum: scored first " << before.loss_sum << ", trained on first " << after.loss_sum);
     CHECK(after.loss_sum < before.loss_sum);
     CHECK(after.tokens == before.tokens);
 
