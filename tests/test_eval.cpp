@@ -11,6 +11,7 @@
 #include "model/model.h"
 #include "model/params.h"
 #include "tests/expect_fatal.h"
+#include "tests/fixture.h"
 #include <doctest/doctest.h>
 #include <cmath>
 #include <cstring>
@@ -424,6 +425,39 @@ TEST_CASE("ttt: one epoch is one SGD step w -= lr * grad of the chunk's mean los
     ScoredChunk sc2 = ttt_score_chunk(&acc, &st2, w2.data(), m.c, tok, s.data(), kTokens, 2, B, o);
     ttt_train_chunk(&st2, w2.data(), sc2, m.c, o);
     CHECK(st2.momentum[param_specs(m.c)[0].offset] != (float)(g[param_specs(m.c)[0].offset]));
+}
+
+TEST_CASE("eval: loss sums of every mode match PyTorch float64 (tools/ref/ref_eval.py: its own windows and states)") {
+    Fixture fx = load_fixture("eval_hybrid");
+    Config c = tiny_config(1);
+    REQUIRE(fx.get("arena_params").numel() == param_arena_size(c));
+    std::vector<float> w(fx.f("arena_params"), fx.f("arena_params") + param_arena_size(c));
+    ModelTensors<float> p;
+    model_tensors_bind(c, w.data(), &p);
+    const int64_t n = fx.get("tokens").numel();
+    REQUIRE(n == kTokens);
+    std::vector<uint16_t> s(fx.i("tokens"), fx.i("tokens") + n);
+    Tokenizer tok = tiny_tokenizer();
+    EvalSpan all = eval_rank_span(n, kT, 0, 1);
+    auto run = [&](EvalOpts o, double tau) { o.temperature = tau; return eval_cpu(p, c, tok, s.data(), n, all, o).sum.loss_sum; };
+    EvalOpts seed = opts(EvalMode::stateful, kT, 5);
+    seed.seed_carry = true;
+    double ranks = 0;
+    for (int r = 0; r < 3; r++)
+        ranks += eval_cpu(p, c, tok, s.data(), n, eval_rank_span(n, kT, r, 3), opts(EvalMode::stateful, kT, 5)).sum.loss_sum;
+    struct { const char* name; double got; } got[] = {
+        {"plain", run(opts(EvalMode::plain, kT, 0), 1.0)},
+        {"plain_t09", run(opts(EvalMode::plain, kT, 0), 0.9)},
+        {"sliding5", run(opts(EvalMode::sliding, kT, 5), 1.0)},
+        {"stateful5", run(opts(EvalMode::stateful, kT, 5), 1.0)},
+        {"stateful11_t09", run(opts(EvalMode::stateful, kT, 11), 0.9)},
+        {"stateful5_seed", run(seed, 1.0)},
+        {"stateful5_ranks3", ranks}};
+    for (auto& g : got) {
+        double want = fx.get(g.name).d[0];
+        INFO(std::string(g.name) << ": C++ " << g.got << ", PyTorch " << want);
+        CHECK(rel(g.got, want) < 1e-6);  // seen 6e-9
+    }
 }
 
 TEST_CASE("eval: config knobs") {
