@@ -76,8 +76,15 @@
     X(FLOAT, quant_damp, 0.01, "GPTQ damping, fraction of mean diag(H)")                           \
     X(INT, quant_act_order, 1, "GPTQ: columns in order of decreasing diag(H)")                     \
     /* ---- evaluation */                                                                          \
+    X(STR, eval_mode, "stateful", "final eval: plain | sliding | stateful | ttt (eval/eval.h)")      \
+    X(INT, eval_stride, 64, "sliding eval: scored positions per window of train_seq_len")          \
     X(INT, eval_overlap, 1024, "stateful-overlap eval: overlap tokens")                            \
-    X(FLOAT, eval_temperature, 0.9, "logit temperature at eval")
+    X(FLOAT, eval_temperature, 1.0, "logit temperature at eval, after the softcap (seed: 0.9)")    \
+    X(INT, ttt_chunk_seqs, 32, "score-first TTT: sequences of train_seq_len per chunk")            \
+    X(INT, ttt_epochs, 2, "score-first TTT: SGD steps on each chunk after scoring it")             \
+    X(FLOAT, ttt_lr, 0.01, "score-first TTT: SGD lr")                                              \
+    X(FLOAT, ttt_momentum, 0.9, "score-first TTT: SGD momentum")                                   \
+    X(INT, ttt_freeze_blocks, 0, "score-first TTT: blocks 0..n-1 are not updated")
 
 enum class AAct { softplus, heavytail };
 

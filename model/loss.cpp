@@ -40,5 +40,36 @@ double softcap_ce_forward_backward_cpu(F* losses, F* dlogits, const F* logits, c
     return total / (double)N;
 }
 
+template <typename F>
+double softcap_ce_losses_cpu(double* losses, const F* logits, const int32_t* targets, int64_t N, int V, double cap,
+                             double temperature) {
+    if (!(temperature > 0)) fatal("cross-entropy: temperature %g must be > 0", temperature);
+    for (int64_t n = 0; n < N; n++)
+        if (targets[n] < 0 || targets[n] >= V)
+            fatal("cross-entropy: target %d at position %lld outside [0, %d)", targets[n], (long long)n, V);
+    std::vector<double> row_loss(N);
+#pragma omp parallel for
+    for (int64_t n = 0; n < N; n++) {
+        std::vector<double> s(V);
+        const F* z = logits + n * V;
+        double mx = -INFINITY;
+        for (int v = 0; v < V; v++) {
+            s[v] = cap * tanh((double)z[v] / cap) / temperature;
+            mx = fmax(mx, s[v]);
+        }
+        double sum = 0;
+        for (int v = 0; v < V; v++) sum += exp(s[v] - mx);
+        row_loss[n] = mx + log(sum) - s[targets[n]];
+    }
+    double total = 0;  // in token order, as softcap_ce_forward_backward_cpu
+    for (int64_t n = 0; n < N; n++) {
+        total += row_loss[n];
+        if (losses) losses[n] = row_loss[n];
+    }
+    return total / (double)N;
+}
+
+template double softcap_ce_losses_cpu<float>(double*, const float*, const int32_t*, int64_t, int, double, double);
+template double softcap_ce_losses_cpu<double>(double*, const double*, const int32_t*, int64_t, int, double, double);
 template double softcap_ce_forward_backward_cpu<float>(float*, float*, const float*, const int32_t*, int64_t, int, double);
 template double softcap_ce_forward_backward_cpu<double>(double*, double*, const double*, const int32_t*, int64_t, int, double);

@@ -14,3 +14,12 @@ double softcap_ce_forward_backward_cpu(F* losses,              // (N)    per-tok
                                        const F* logits,        // (N, V) raw, before the softcap
                                        const int32_t* targets, // (N)
                                        int64_t N, int V, double cap);
+
+// Evaluation form (no gradient): per-token losses in double of the softcapped logits divided by a
+// temperature, s = cap * tanh(z / cap) / tau (the seed's eval order: softcap first, then 1/tau).
+// tau = 1 gives exactly the losses of softcap_ce_forward_backward_cpu. Returns the mean.
+template <typename F>
+double softcap_ce_losses_cpu(double* losses,          // (N) may be nullptr
+                             const F* logits,         // (N, V) raw, before the softcap
+                             const int32_t* targets,  // (N)
+                             int64_t N, int V, double cap, double temperature);

@@ -141,9 +141,70 @@ void scale_add_backward_cpu(F* dy, F* dscale, const F* dout, const F* y, const F
 
 // ---- forward
 
+// ---- Mamba-3 states (evaluation)
+
+int64_t model_states_size(const Config& c, int B) {
+    Mamba3Dims d = mamba3_dims(c, B, 1);
+    int64_t per = (int64_t)B * d.H * (d.S + d.P * d.N + d.N + d.P);
+    int64_t n = 0;
+    for (int l = 0; l < c.num_layers; l++)
+        if (!c.is_attn(l)) n += per;
+    return n;
+}
+
 template <typename F>
-double model_forward_cpu(const ModelActs<F>& a, const int32_t* tokens, const int32_t* targets,
-                         const ModelTensors<F>& p, const Config& c, int B, int T) {
+void model_states_bind(const Config& c, int B, F* base, ModelStates<F>* s) {
+    if (c.num_layers > kMaxLayers) fatal("config: num_layers %d > kMaxLayers %d", c.num_layers, kMaxLayers);
+    *s = ModelStates<F>();
+    Mamba3Dims d = mamba3_dims(c, B, 1);
+    F* at = base;
+    for (int l = 0; l < c.num_layers; l++) {
+        if (c.is_attn(l)) continue;
+        Mamba3States<F>& m = s->layers[l];
+        m.angle = at; at += (int64_t)B * d.H * d.S;
+        m.ssm = at;   at += (int64_t)B * d.H * d.P * d.N;
+        m.k = at;     at += (int64_t)B * d.H * d.N;
+        m.v = at;     at += (int64_t)B * d.H * d.P;
+    }
+}
+
+// A Mamba-3 mixer with states: one layer call when the final state is wanted after all T
+// tokens, else two (tokens [0, fin_at) ending in *fin, then [fin_at, T) starting from it).
+// in_proj/out_proj act row by row, so the split changes nothing but where the scan stops.
+template <typename F>
+static void mamba3_block_forward_states(F* out, F* acts, const F* inp, const BlockTensors<F>& W, const Config& c,
+                                        int B, int T, const Mamba3States<F>* init, const Mamba3States<F>* fin,
+                                        int fin_at) {
+    Mamba3Weights<F> w = {W.in_proj, W.out_proj, W.dt_bias, W.B_bias, W.C_bias, W.B_norm_w, W.C_norm_w, W.D};
+    Mamba3Acts<F> ma;
+    if (!fin || fin_at == T) {
+        Mamba3Dims d = mamba3_dims(c, B, T);
+        mamba3_acts_bind(&ma, acts, d);
+        mamba3_forward_cpu(out, fin, ma, inp, w, init, d);
+        return;
+    }
+    int C = c.model_dim;
+    for (int piece = 0; piece < 2; piece++) {
+        int t0 = piece ? fin_at : 0, n = piece ? T - fin_at : fin_at;
+        Mamba3Dims d = mamba3_dims(c, B, n);
+        std::vector<F> pin((int64_t)B * n * C), pout((int64_t)B * n * C);
+        for (int b = 0; b < B; b++)
+            for (int64_t i = 0; i < (int64_t)n * C; i++) pin[(int64_t)b * n * C + i] = inp[((int64_t)b * T + t0) * C + i];
+        mamba3_acts_bind(&ma, acts, d);  // fits: the region is sized for T tokens
+        mamba3_forward_cpu(pout.data(), piece ? (const Mamba3States<F>*)nullptr : fin, ma, (const F*)pin.data(), w,
+                           piece ? fin : init, d);
+        for (int b = 0; b < B; b++)
+            for (int64_t i = 0; i < (int64_t)n * C; i++) out[((int64_t)b * T + t0) * C + i] = pout[(int64_t)b * n * C + i];
+    }
+}
+
+// ---- forward
+
+// Embedding to raw logits. With states (init or fin non-null) the Mamba layers run
+// mamba3_block_forward_states, else the training path mamba3_block_forward_cpu.
+template <typename F>
+static void forward_logits(const ModelActs<F>& a, const int32_t* tokens, const ModelTensors<F>& p, const Config& c,
+                           int B, int T, const ModelStates<F>* init, const ModelStates<F>* fin, int fin_at) {
     int64_t N = (int64_t)B * T;
     int C = c.model_dim, V = c.vocab_size, FH = c.mlp_hidden();
     int nenc = c.num_encoder_layers();
@@ -172,7 +233,11 @@ double model_forward_cpu(const ModelActs<F>& a, const int32_t* tokens, const int
             attention_forward_cpu(L.y, L.lse, L.q, L.k, L.v, ad);
             linear_forward_cpu(L.mix_out, L.y, W.attn_proj, N, AC, C);
         } else {
-            mamba3_block_forward_cpu(L.mix_out, L.mamba, L.n1, W, c, B, T);
+            if (init || fin)
+                mamba3_block_forward_states(L.mix_out, L.mamba, L.n1, W, c, B, T, init ? &init->layers[l] : nullptr,
+                                            fin ? &fin->layers[l] : nullptr, fin_at);
+            else
+                mamba3_block_forward_cpu(L.mix_out, L.mamba, L.n1, W, c, B, T);
         }
         scale_add_forward_cpu(L.x_mid, L.x_mix, L.mix_out, W.mixer_scale, N, C);
         rmsnorm_forward_cpu(L.n2, L.n2_rstd, L.x_mid, N, C, eps);
@@ -183,7 +248,25 @@ double model_forward_cpu(const ModelActs<F>& a, const int32_t* tokens, const int
     }
     rmsnorm_forward_cpu(a.xf, a.xf_rstd, x, N, C, eps);
     linear_forward_cpu(a.logits, a.xf, p.wte, N, C, V);  // tied head
-    return softcap_ce_forward_backward_cpu(a.losses, (F*)nullptr, a.logits, targets, N, V, c.logit_softcap);
+}
+
+template <typename F>
+double model_forward_cpu(const ModelActs<F>& a, const int32_t* tokens, const int32_t* targets,
+                         const ModelTensors<F>& p, const Config& c, int B, int T) {
+    forward_logits(a, tokens, p, c, B, T, (const ModelStates<F>*)nullptr, (const ModelStates<F>*)nullptr, T);
+    return softcap_ce_forward_backward_cpu(a.losses, (F*)nullptr, a.logits, targets, (int64_t)B * T, c.vocab_size,
+                                           c.logit_softcap);
+}
+
+template <typename F>
+double model_forward_states_cpu(double* losses, const ModelActs<F>& a, const int32_t* tokens, const int32_t* targets,
+                                const ModelTensors<F>& p, const Config& c, int B, int T, double temperature,
+                                const ModelStates<F>* init, const ModelStates<F>* fin, int fin_at) {
+    if (fin && (fin_at < 1 || fin_at > T)) fatal("model_forward_states_cpu: fin_at %d outside [1, %d]", fin_at, T);
+    if (fin && fin == init) fatal("model_forward_states_cpu: fin may not alias init");
+    forward_logits(a, tokens, p, c, B, T, init, fin, fin_at);
+    return softcap_ce_losses_cpu(losses, a.logits, targets, (int64_t)B * T, c.vocab_size, c.logit_softcap,
+                                 temperature);
 }
 
 // ---- backward
@@ -266,6 +349,10 @@ void model_backward_cpu(const ModelTensors<F>& g, const ModelActs<F>& a, const i
     template void resid_mix_backward_cpu<F>(F*, F*, F*, const F*, const F*, const F*, const F*, int64_t, int); \
     template void scale_add_forward_cpu<F>(F*, const F*, const F*, const F*, int64_t, int);                   \
     template void scale_add_backward_cpu<F>(F*, F*, const F*, const F*, const F*, int64_t, int);              \
+    template void model_states_bind<F>(const Config&, int, F*, ModelStates<F>*);                              \
+    template double model_forward_states_cpu<F>(double*, const ModelActs<F>&, const int32_t*, const int32_t*, \
+                                                const ModelTensors<F>&, const Config&, int, int, double,       \
+                                                const ModelStates<F>*, const ModelStates<F>*, int);            \
     template double model_forward_cpu<F>(const ModelActs<F>&, const int32_t*, const int32_t*,                 \
                                          const ModelTensors<F>&, const Config&, int, int);                    \
     template void model_backward_cpu<F>(const ModelTensors<F>&, const ModelActs<F>&, const int32_t*,           \

@@ -19,6 +19,7 @@
 // first for a plain gradient); it is the gradient of the MEAN loss over the B*T tokens.
 #pragma once
 #include "model/config.h"
+#include "model/mamba3.h"
 #include "model/params.h"
 #include <cstdint>
 
@@ -95,6 +96,37 @@ template <typename F>
 void model_backward_cpu(const ModelTensors<F>& g, const ModelActs<F>& a,
                         const int32_t* tokens, const int32_t* targets,
                         const ModelTensors<F>& p, const Config& c, int B, int T);
+
+// ---- evaluation forward (eval/eval.h): Mamba-3 states in and out, per-token losses at a
+// logit temperature. Forward only: it may run a Mamba layer's scan in two pieces over the
+// layer's activation region, so model_backward_cpu must not follow it.
+//
+// States: one Mamba3States per Mamba-3 layer (angle (B,H,S), ssm (B,H,P,N), k (B,H,N),
+// v (B,H,P)); attention layers have none (angle == nullptr) and see only this call's tokens.
+// init == nullptr: zero states. fin != nullptr: fin receives every Mamba layer's state after
+// the first fin_at tokens of each row (1 <= fin_at <= T); fin_at < T is how stateful-overlap
+// eval hands the next window the state entering its overlap, while this window's attention
+// still sees all T tokens. fin may not alias init.
+//
+// Temperature tau (the seed's eval, `logits / temperature` after the softcap):
+//   s = cap * tanh(z / cap) / tau;   losses[n] = logsumexp(s_n) - s_n[y_n]   (double)
+// tau = 1 gives exactly model_forward_cpu's per-token losses and mean. Returns the mean; the
+// float a.losses is not written (losses holds them, in double).
+template <typename F>
+struct ModelStates {
+    Mamba3States<F> layers[kMaxLayers];
+};
+int64_t model_states_size(const Config& c, int B);  // elements
+template <typename F>
+void model_states_bind(const Config& c, int B, F* base, ModelStates<F>* s);
+template <typename F>
+double model_forward_states_cpu(double* losses,         // (B, T) may be nullptr
+                                const ModelActs<F>& a,
+                                const int32_t* tokens,  // (B, T)
+                                const int32_t* targets, // (B, T)
+                                const ModelTensors<F>& p, const Config& c, int B, int T,
+                                double temperature,
+                                const ModelStates<F>* init, const ModelStates<F>* fin, int fin_at);
 
 // ---- the block's elementwise wiring (the GPU version fuses these into neighbours)
 // out = mix[0] * x + mix[1] * x0   (per channel; mix is resid_mix (2, C))
