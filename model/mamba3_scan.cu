@@ -145,7 +145,8 @@ __device__ __forceinline__ void load_half_row(float out[32], const bf16* src, co
 
 // ================================================================ forward
 struct FwdSmem {
-    Tile Q, K, Kd, V, Hc, Y, Z;     // q rot; k~ = s k rot; exp(A_c - Acs) k~; v; H entering (bf16); y; z -> o
+    Tile Q, K, Kd, Kl, V, Hc, Y, Z;  // q rot; k~ = s k rot; exp(A_c - Acs) k~ as bf16 hi + lo; v; H entering
+                                     // (bf16); y; z -> o
     float phi[L][SMAX + 1];
     float carry[SMAX];
     float qkd[L];
@@ -243,7 +244,12 @@ __global__ void __launch_bounds__(NT) mamba3_scan_fwd_kernel(
             for (int k = 0; k < 32; k += 2) {
                 *reinterpret_cast<uint32_t*>(&s.Q[r][32 * hf + k]) = pack_bf16(qv[k], qv[k + 1]);
                 *reinterpret_cast<uint32_t*>(&s.K[r][32 * hf + k]) = pack_bf16(sc * kv[k], sc * kv[k + 1]);
-                *reinterpret_cast<uint32_t*>(&s.Kd[r][32 * hf + k]) = pack_bf16(kd * kv[k], kd * kv[k + 1]);
+                // the state update takes k~ as hi + lo bf16 parts: the state stays fp32-accurate
+                const float a0 = kd * kv[k], a1 = kd * kv[k + 1];
+                const __nv_bfloat162 hi = __floats2bfloat162_rn(a0, a1);
+                *reinterpret_cast<__nv_bfloat162*>(&s.Kd[r][32 * hf + k]) = hi;
+                *reinterpret_cast<uint32_t*>(&s.Kl[r][32 * hf + k]) =
+                    pack_bf16(a0 - __bfloat162float(hi.x), a1 - __bfloat162float(hi.y));
             }
         }
         const int64_t ldv = (int64_t)H * PP;
@@ -306,6 +312,7 @@ __global__ void __launch_bounds__(NT) mamba3_scan_fwd_kernel(
             }
         // Hc <- exp(A_c) Hc + sum_j v_j (exp(A_c - Acs_j) k~_j)^T
         warp_gemm<true, true>(accH, s.V, s.Kd, r0, 0, L);
+        warp_gemm<true, true>(accH, s.V, s.Kl, r0, 0, L);
 #pragma unroll
         for (int j = 0; j < 8; j++)
 #pragma unroll
@@ -324,19 +331,20 @@ __global__ void __launch_bounds__(NT) mamba3_scan_fwd_kernel(
 
 // ================================================================ backward
 struct BwdSmem {
-    Tile Q, K, Qp, V, dY, Hc, dH, P1, P2;  // q rot; k~; exp(Acs) q; v; dy; H entering; dH leaving; M.G'; M.SK
-    float dQ[L][NN + 4], dK[L][NN + 4];     // dq (rotated frame), dk~ per position
-    float phi[L][SMAX + 1], dphi[L][SMAX + 1];
-    float colpart[4][L];                    // per-warp column sums of G (dADT part 1)
-    float urow[L], u2[L], wv[L];            // dADT pieces per position
-    float qkdot[L], ds[L], dg[L];           // qbar.kbar, d scale, d gamma per position
-    float mpart[4], dDpart[4], carry[SMAX], bpart_q[4][NN], bpart_k[4][NN];
-    float pend[2][4];                       // row 0 of a chunk waits for ds of the previous position
+    Tile Q, K, V, dY, Hc, dH, P1, P2, Qr, Kr;  // q rot; k~; v; dy; H entering; dH leaving; M.G' (later
+                                               // exp(Acs) q); M.SK; q_raw; k_raw
+    float colpart[4][L];                       // per-warp column sums of G (dADT part 1)
+    float urow[L], u2[L], wv[L];               // dADT pieces per position
+    float qkdot[L], ds[L], dd[L];              // qbar.kbar, d scale, dy.v per position
+    float mpart[4], carry[SMAX], bpart_q[4][NN], bpart_k[4][NN], dDpart[2];
+    float pend[2][4];                          // row 0 of a chunk waits for ds of the previous position
     float qb[NN], kb[NN];
     ChunkScalars cs;
+    float tabs[1];                             // phi (L x (S+1)) then dphi (L x (S+1)), sized at launch
 };
+size_t bwd_smem_bytes(int S) { return sizeof(BwdSmem) + (size_t)2 * L * (S + 1) * sizeof(float); }
 
-__global__ void __launch_bounds__(NT) mamba3_scan_bwd_kernel(
+__global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
     bf16* dq_h, bf16* dk_h, float* dth_h,                    // scratch: (B,T,H,N) (B,T,H,N) (B,T,H,S)
     float* bq_part, float* bk_part, float* dD_part,          // scratch: (B,H,N) (B,H,N) (B,H)
     bf16* dv, float* dadt, float* ddt, float* dtrap, bf16* dz, Mamba3States<float> dinit,
@@ -346,12 +354,15 @@ __global__ void __launch_bounds__(NT) mamba3_scan_bwd_kernel(
     const bf16* z, Mamba3States<float> init, int T, int H, int G, int S) {
     extern __shared__ __align__(16) unsigned char smem_raw[];
     BwdSmem& s = *reinterpret_cast<BwdSmem*>(smem_raw);
+    const int SP = S + 1;
+    float* phi = s.tabs;            // [L][SP]
+    float* dphi = s.tabs + L * SP;  // [L][SP]
     const int h = blockIdx.x, b = blockIdx.y, g = h / (H / G);
     const int64_t bh = (int64_t)b * H + h;
-    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, r0 = warp * 16;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, r0 = warp * 16, t4 = lane & 3;
     const int NC = (T + L - 1) / L;
     const float Dh = Dp[h];
-    const int64_t ldv = (int64_t)H * PP;
+    const int64_t ldv = (int64_t)H * PP, ldq = (int64_t)G * NN;
     if (tid < NN) { s.qb[tid] = q_bias[h * NN + tid]; s.kb[tid] = k_bias[h * NN + tid]; }
     if (tid < SMAX) s.carry[tid] = (dfin.angle && tid < S) ? dfin.angle[bh * S + tid] : 0.f;
 
@@ -366,17 +377,19 @@ __global__ void __launch_bounds__(NT) mamba3_scan_bwd_kernel(
 #pragma unroll
         for (int e = 0; e < 4; e += 2)
             *reinterpret_cast<uint32_t*>(&s.dH[acc_row(r0, e)][acc_col(j, e)]) = pack_bf16(dHacc[j][e], dHacc[j][e + 1]);
-    float bq_acc[2] = {0.f, 0.f}, bk_acc[2] = {0.f, 0.f}, dD_acc = 0.f;
+    float bq_acc[8][2], bk_acc[8][2], dD_acc = 0.f;  // bias partials for this thread's column pairs
+#pragma unroll
+    for (int j = 0; j < 8; j++) bq_acc[j][0] = bq_acc[j][1] = bk_acc[j][0] = bk_acc[j][1] = 0.f;
 
     for (int c = NC - 1; c >= 0; c--) {
         const int t0 = c * L, nrows = min(L, T - t0);
         __syncthreads();
         chunk_scalars(s.cs, adt, dt, trap, bh, T, t0);
-        // saved phi, the state entering the chunk (fp32 -> bf16 tile), v, and dzdo (§5.2)
-        for (int k = tid; k < L * SMAX; k += NT) {
-            const int r = k / SMAX, i = k % SMAX;
-            s.phi[r][i] = (r < nrows && i < S) ? phi_g[(bh * T + t0 + r) * S + i] : 0.f;
-            s.dphi[r][i] = 0.f;
+        // saved phi, the state entering the chunk (fp32 -> bf16 tile), v, q_raw, k_raw, and dzdo (§5.2)
+        for (int k = tid; k < L * S; k += NT) {
+            const int r = k / S, i = k % S;
+            phi[r * SP + i] = r < nrows ? phi_g[(bh * T + t0) * S + k] : 0.f;
+            dphi[r * SP + i] = 0.f;
         }
         const float* Hg = states + (bh * NC + c) * PP * NN;
         for (int k = tid; k < PP * NN / 4; k += NT) {
@@ -386,6 +399,8 @@ __global__ void __launch_bounds__(NT) mamba3_scan_bwd_kernel(
             *reinterpret_cast<uint32_t*>(&s.Hc[p][n + 2]) = pack_bf16(hv.z, hv.w);
         }
         load_tile(s.V, v + ((int64_t)b * T + t0) * ldv + h * PP, ldv, nrows);
+        load_tile(s.Qr, q_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
+        load_tile(s.Kr, k_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
         for (int k = tid; k < L * 8; k += NT) {
             const int r = k >> 3, c8 = (k & 7) * 8;
             uint4 dyv = make_uint4(0, 0, 0, 0);
@@ -409,35 +424,37 @@ __global__ void __launch_bounds__(NT) mamba3_scan_bwd_kernel(
             *reinterpret_cast<uint4*>(&s.dY[r][c8]) = dyv;
         }
         __syncthreads();
-        // ---- recompute q, k~ (and exp(Acs) q for the dH update)
+        // ---- recompute q, k~; qbar.kbar and dd = dy.v per position. Thread = (row, half of N).
         {
-            const int r = tid >> 1, hf = tid & 1, t = t0 + r;
+            const int r = tid >> 1, hf = tid & 1;
             const bool ok = r < nrows;
-            float qv[32], kv[32];
-            load_half_row(qv, q_raw + (((int64_t)b * T + t) * G + g) * NN + 32 * hf, s.qb + 32 * hf, ok);
-            load_half_row(kv, k_raw + (((int64_t)b * T + t) * G + g) * NN + 32 * hf, s.kb + 32 * hf, ok);
-            float dot = 0.f;
+            float qv[32], kv[32], dot = 0.f, ddp = 0.f;
 #pragma unroll
-            for (int k = 0; k < 32; k++) dot += qv[k] * kv[k];
+            for (int k = 0; k < 32; k++) {
+                qv[k] = ok ? __bfloat162float(s.Qr[r][32 * hf + k]) + s.qb[32 * hf + k] : 0.f;
+                kv[k] = ok ? __bfloat162float(s.Kr[r][32 * hf + k]) + s.kb[32 * hf + k] : 0.f;
+                dot += qv[k] * kv[k];
+                ddp += __bfloat162float(s.dY[r][32 * hf + k]) * __bfloat162float(s.V[r][32 * hf + k]);
+            }
             dot += __shfl_xor_sync(0xffffffffu, dot, 1);
-            if (hf == 0) s.qkdot[r] = dot;
+            ddp += __shfl_xor_sync(0xffffffffu, ddp, 1);
+            if (hf == 0) { s.qkdot[r] = dot; s.dd[r] = ddp; }
 #pragma unroll
             for (int j = 0; j < 16; j++) {
                 const int i = 16 * hf + j;
                 if (i < S) {
                     float sn, cs;
-                    sincosf(s.phi[r][i], &sn, &cs);
+                    sincosf(phi[r * SP + i], &sn, &cs);
                     const float q0 = qv[2 * j], q1 = qv[2 * j + 1], k0 = kv[2 * j], k1 = kv[2 * j + 1];
                     qv[2 * j] = q0 * cs - q1 * sn; qv[2 * j + 1] = q0 * sn + q1 * cs;
                     kv[2 * j] = k0 * cs - k1 * sn; kv[2 * j + 1] = k0 * sn + k1 * cs;
                 }
             }
-            const float sc = s.cs.scale[r], ea = s.cs.eacs[r];
+            const float sc = s.cs.scale[r];
 #pragma unroll
             for (int k = 0; k < 32; k += 2) {
                 *reinterpret_cast<uint32_t*>(&s.Q[r][32 * hf + k]) = pack_bf16(qv[k], qv[k + 1]);
                 *reinterpret_cast<uint32_t*>(&s.K[r][32 * hf + k]) = pack_bf16(sc * kv[k], sc * kv[k + 1]);
-                *reinterpret_cast<uint32_t*>(&s.Qp[r][32 * hf + k]) = pack_bf16(ea * qv[k], ea * qv[k + 1]);
             }
         }
         __syncthreads();
@@ -470,7 +487,7 @@ __global__ void __launch_bounds__(NT) mamba3_scan_bwd_kernel(
                 rs[q] += __shfl_xor_sync(0xffffffffu, rs[q], 1);
                 rs[q] += __shfl_xor_sync(0xffffffffu, rs[q], 2);
             }
-            if ((lane & 3) == 0) { s.urow[acc_row(r0, 0)] = rs[0]; s.urow[acc_row(r0, 2)] = rs[1]; }
+            if (t4 == 0) { s.urow[acc_row(r0, 0)] = rs[0]; s.urow[acc_row(r0, 2)] = rs[1]; }
 #pragma unroll
             for (int j = 0; j < 8; j++)
 #pragma unroll
@@ -481,48 +498,91 @@ __global__ void __launch_bounds__(NT) mamba3_scan_bwd_kernel(
                     x += __shfl_xor_sync(0xffffffffu, x, 16);
                     if (lane < 4) s.colpart[warp][acc_col(j, q)] = x;
                 }
+            // dADT part 3: exp(A_c) sum(Hc . dH) (Hc from the bf16 tile: a sum of 4096 products)
+            float m = 0.f;
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) m += __bfloat162float(s.Hc[acc_row(r0, e)][acc_col(j, e)]) * dHacc[j][e];
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) m += __shfl_xor_sync(0xffffffffu, m, o);
+            if (lane == 0) s.mpart[warp] = m;
         }
         __syncthreads();
         {
-            float acc[8][4];
+            float accQ[8][4], accK[8][4];
             // dq_i = exp(Acs_i) Hc^T dy_i + sum_{j<i} P1_ij k~_j;  u2_i = q_i . (exp(Acs_i) Hc^T dy_i)
-            zero_acc(acc);
-            warp_gemm<false, true>(acc, s.dY, s.Hc, r0, 0, PP);
+            zero_acc(accQ);
+            warp_gemm<false, true>(accQ, s.dY, s.Hc, r0, 0, PP);
             float u2[2] = {0.f, 0.f};
 #pragma unroll
             for (int j = 0; j < 8; j++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     const int i = acc_row(r0, e);
-                    acc[j][e] *= s.cs.eacs[i];
-                    u2[e >> 1] += acc[j][e] * __bfloat162float(s.Q[i][acc_col(j, e)]);
+                    accQ[j][e] *= s.cs.eacs[i];
+                    u2[e >> 1] += accQ[j][e] * __bfloat162float(s.Q[i][acc_col(j, e)]);
                 }
 #pragma unroll
             for (int q = 0; q < 2; q++) {
                 u2[q] += __shfl_xor_sync(0xffffffffu, u2[q], 1);
                 u2[q] += __shfl_xor_sync(0xffffffffu, u2[q], 2);
             }
-            if ((lane & 3) == 0) { s.u2[acc_row(r0, 0)] = u2[0]; s.u2[acc_row(r0, 2)] = u2[1]; }
-            warp_gemm<false, true>(acc, s.P1, s.K, r0, 0, r0 + 16);
-#pragma unroll
-            for (int j = 0; j < 8; j++)
-#pragma unroll
-                for (int e = 0; e < 4; e += 2)
-                    *reinterpret_cast<float2*>(&s.dQ[acc_row(r0, e)][acc_col(j, e)]) = make_float2(acc[j][e], acc[j][e + 1]);
+            if (t4 == 0) { s.u2[acc_row(r0, 0)] = u2[0]; s.u2[acc_row(r0, 2)] = u2[1]; }
+            warp_gemm<false, true>(accQ, s.P1, s.K, r0, 0, r0 + 16);
             // dk~_j = exp(A_c - Acs_j) dH^T v_j + sum_{i>j} P1_ij q_i
-            zero_acc(acc);
-            warp_gemm<false, true>(acc, s.V, s.dH, r0, 0, PP);
+            zero_acc(accK);
+            warp_gemm<false, true>(accK, s.V, s.dH, r0, 0, PP);
 #pragma unroll
             for (int j = 0; j < 8; j++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) acc[j][e] *= s.cs.erev[acc_row(r0, e)];
-            warp_gemm<true, true>(acc, s.P1, s.Q, r0, r0, L);
+                for (int e = 0; e < 4; e++) accK[j][e] *= s.cs.erev[acc_row(r0, e)];
+            warp_gemm<true, true>(accK, s.P1, s.Q, r0, r0, L);
+            // ---- per position and rotation pair (§5.4), in the accumulator layout: element pair
+            // (row i, cols 2m, 2m+1) with m = 4j + lane%4 is one rotation pair of one position.
+            float dsr[2] = {0.f, 0.f};
 #pragma unroll
-            for (int j = 0; j < 8; j++)
+            for (int e = 0; e < 4; e += 2) {
+                const int i = acc_row(r0, e), t = t0 + i;
+                const bool ok = i < nrows;
+                const float sc = s.cs.scale[i], ga = s.cs.gam[i], ddg = s.dd[i] * ga;
+                const bool last = dfin.k && t == T - 1;
 #pragma unroll
-                for (int e = 0; e < 4; e += 2)
-                    *reinterpret_cast<float2*>(&s.dK[acc_row(r0, e)][acc_col(j, e)]) = make_float2(acc[j][e], acc[j][e + 1]);
+                for (int j = 0; j < 8; j++) {
+                    const int m = 4 * j + t4, n0 = 2 * m;
+                    const float qb0 = ok ? __bfloat162float(s.Qr[i][n0]) + s.qb[n0] : 0.f;
+                    const float qb1 = ok ? __bfloat162float(s.Qr[i][n0 + 1]) + s.qb[n0 + 1] : 0.f;
+                    const float kb0 = ok ? __bfloat162float(s.Kr[i][n0]) + s.kb[n0] : 0.f;
+                    const float kb1 = ok ? __bfloat162float(s.Kr[i][n0 + 1]) + s.kb[n0 + 1] : 0.f;
+                    float sn = 0.f, cs = 1.f;
+                    if (m < S) sincosf(phi[i * SP + m], &sn, &cs);
+                    const float dq0 = accQ[j][e], dq1 = accQ[j][e + 1], dk0 = accK[j][e], dk1 = accK[j][e + 1];
+                    dsr[e >> 1] += dk0 * (kb0 * cs - kb1 * sn) + dk1 * (kb0 * sn + kb1 * cs);
+                    float gk0 = sc * dk0, gk1 = sc * dk1;
+                    if (last) { gk0 += dfin.k[bh * NN + n0]; gk1 += dfin.k[bh * NN + n0 + 1]; }
+                    const float dqb0 = dq0 * cs + dq1 * sn + ddg * kb0, dqb1 = -dq0 * sn + dq1 * cs + ddg * kb1;
+                    const float dkb0 = gk0 * cs + gk1 * sn + ddg * qb0, dkb1 = -gk0 * sn + gk1 * cs + ddg * qb1;
+                    if (m < S)
+                        dphi[i * SP + m] = dq0 * (-qb0 * sn - qb1 * cs) + dq1 * (qb0 * cs - qb1 * sn) +
+                                           gk0 * (-kb0 * sn - kb1 * cs) + gk1 * (kb0 * cs - kb1 * sn);
+                    if (ok) {
+                        const int64_t ho = (((int64_t)b * T + t) * H + h) * NN + n0;
+                        *reinterpret_cast<uint32_t*>(dq_h + ho) = pack_bf16(dqb0, dqb1);
+                        *reinterpret_cast<uint32_t*>(dk_h + ho) = pack_bf16(dkb0, dkb1);
+                        bq_acc[j][0] += dqb0; bq_acc[j][1] += dqb1; bk_acc[j][0] += dkb0; bk_acc[j][1] += dkb1;
+                    }
+                }
+            }
+#pragma unroll
+            for (int q = 0; q < 2; q++) {
+                dsr[q] += __shfl_xor_sync(0xffffffffu, dsr[q], 1);
+                dsr[q] += __shfl_xor_sync(0xffffffffu, dsr[q], 2);
+            }
+            if (t4 == 0) { s.ds[acc_row(r0, 0)] = dsr[0]; s.ds[acc_row(r0, 2)] = dsr[1]; }
+        }
+        {
             // dv_j = exp(A_c - Acs_j) dH k~_j + sum_{i>j} P2_ij dy_i + (D + d_j) dy_j;  w_j = v_j . (first term)
+            float acc[8][4];
             zero_acc(acc);
             warp_gemm<false, false>(acc, s.K, s.dH, r0, 0, NN);
             float wv[2] = {0.f, 0.f};
@@ -539,7 +599,7 @@ __global__ void __launch_bounds__(NT) mamba3_scan_bwd_kernel(
                 wv[q] += __shfl_xor_sync(0xffffffffu, wv[q], 1);
                 wv[q] += __shfl_xor_sync(0xffffffffu, wv[q], 2);
             }
-            if ((lane & 3) == 0) { s.wv[acc_row(r0, 0)] = wv[0]; s.wv[acc_row(r0, 2)] = wv[1]; }
+            if (t4 == 0) { s.wv[acc_row(r0, 0)] = wv[0]; s.wv[acc_row(r0, 2)] = wv[1]; }
             warp_gemm<true, true>(acc, s.P2, s.dY, r0, r0, L);
 #pragma unroll
             for (int j = 0; j < 8; j++)
@@ -554,17 +614,16 @@ __global__ void __launch_bounds__(NT) mamba3_scan_bwd_kernel(
                         *reinterpret_cast<uint32_t*>(dv + ((int64_t)b * T + t0 + i) * ldv + h * PP + p) = pack_bf16(v0, v1);
                     }
                 }
-            // dADT part 3: exp(A_c) sum(Hc . dH), Hc in fp32 from the saved states
-            float m = 0.f;
-#pragma unroll
-            for (int j = 0; j < 8; j++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) m += Hg[acc_row(r0, e) * NN + acc_col(j, e)] * dHacc[j][e];
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) m += __shfl_xor_sync(0xffffffffu, m, o);
-            if (lane == 0) s.mpart[warp] = m;
         }
-        __syncthreads();  // every reader of the dH tile is done
+        __syncthreads();  // every reader of the dH, P1, P2 tiles is done
+        // exp(Acs_i) q_i into the P1 tile for the dH update
+        for (int k = tid; k < L * NN / 2; k += NT) {
+            const int r = k / (NN / 2), n = 2 * (k % (NN / 2));
+            const float ea = s.cs.eacs[r];
+            *reinterpret_cast<uint32_t*>(&s.P1[r][n]) =
+                pack_bf16(ea * __bfloat162float(s.Q[r][n]), ea * __bfloat162float(s.Q[r][n + 1]));
+        }
+        __syncthreads();
         {
             // dH <- exp(A_c) dH + sum_i dy_i (exp(Acs_i) q_i)^T
             const float eAc = expf(s.cs.acs[L - 1]);
@@ -572,56 +631,16 @@ __global__ void __launch_bounds__(NT) mamba3_scan_bwd_kernel(
             for (int j = 0; j < 8; j++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) dHacc[j][e] *= eAc;
-            warp_gemm<true, true>(dHacc, s.dY, s.Qp, r0, 0, L);
+            warp_gemm<true, true>(dHacc, s.dY, s.P1, r0, 0, L);
 #pragma unroll
             for (int j = 0; j < 8; j++)
 #pragma unroll
                 for (int e = 0; e < 4; e += 2)
                     *reinterpret_cast<uint32_t*>(&s.dH[acc_row(r0, e)][acc_col(j, e)]) = pack_bf16(dHacc[j][e], dHacc[j][e + 1]);
         }
-        // ---- per position (§5.4): un-rotate, biases, d scale, d gamma, d phi. Warp w: its 16 rows.
-        for (int r = r0; r < r0 + 16; r++) {
-            const int t = t0 + r;
-            if (r >= nrows) {
-                if (lane == 0) { s.ds[r] = 0.f; s.dg[r] = 0.f; }
-                continue;
-            }
-            const int64_t qo = (((int64_t)b * T + t) * G + g) * NN + 2 * lane;
-            const __nv_bfloat162 qr2 = *reinterpret_cast<const __nv_bfloat162*>(q_raw + qo);
-            const __nv_bfloat162 kr2 = *reinterpret_cast<const __nv_bfloat162*>(k_raw + qo);
-            const float qb0 = __bfloat162float(qr2.x) + s.qb[2 * lane], qb1 = __bfloat162float(qr2.y) + s.qb[2 * lane + 1];
-            const float kb0 = __bfloat162float(kr2.x) + s.kb[2 * lane], kb1 = __bfloat162float(kr2.y) + s.kb[2 * lane + 1];
-            float sn = 0.f, cs = 1.f;
-            if (lane < S) sincosf(s.phi[r][lane], &sn, &cs);
-            const float dq0 = s.dQ[r][2 * lane], dq1 = s.dQ[r][2 * lane + 1];
-            const float dk0 = s.dK[r][2 * lane], dk1 = s.dK[r][2 * lane + 1];
-            const float k0 = kb0 * cs - kb1 * sn, k1 = kb0 * sn + kb1 * cs;
-            float dsp = dk0 * k0 + dk1 * k1;
-            float ddp = __bfloat162float(s.dY[r][2 * lane]) * __bfloat162float(s.V[r][2 * lane]) +
-                        __bfloat162float(s.dY[r][2 * lane + 1]) * __bfloat162float(s.V[r][2 * lane + 1]);
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) {
-                dsp += __shfl_xor_sync(0xffffffffu, dsp, o);
-                ddp += __shfl_xor_sync(0xffffffffu, ddp, o);
-            }
-            const float sc = s.cs.scale[r], ga = s.cs.gam[r];
-            float gk0 = sc * dk0, gk1 = sc * dk1;
-            if (dfin.k && t == T - 1) { gk0 += dfin.k[bh * NN + 2 * lane]; gk1 += dfin.k[bh * NN + 2 * lane + 1]; }
-            const float dqb0 = dq0 * cs + dq1 * sn + ddp * ga * kb0, dqb1 = -dq0 * sn + dq1 * cs + ddp * ga * kb1;
-            const float dkb0 = gk0 * cs + gk1 * sn + ddp * ga * qb0, dkb1 = -gk0 * sn + gk1 * cs + ddp * ga * qb1;
-            if (lane < S)
-                s.dphi[r][lane] = dq0 * (-qb0 * sn - qb1 * cs) + dq1 * (qb0 * cs - qb1 * sn) +
-                                  gk0 * (-kb0 * sn - kb1 * cs) + gk1 * (kb0 * cs - kb1 * sn);
-            const int64_t ho = (((int64_t)b * T + t) * H + h) * NN + 2 * lane;
-            *reinterpret_cast<uint32_t*>(dq_h + ho) = pack_bf16(dqb0, dqb1);
-            *reinterpret_cast<uint32_t*>(dk_h + ho) = pack_bf16(dkb0, dkb1);
-            bq_acc[0] += dqb0; bq_acc[1] += dqb1; bk_acc[0] += dkb0; bk_acc[1] += dkb1;
-            if (lane == 0) { s.ds[r] = dsp; s.dg[r] = ddp * s.qkdot[r]; dD_acc += ddp; }
-        }
-        __syncthreads();
         // ---- angles (§5.6): g_t = carry + sum_{r>=t} dphi_r; dtheta = g dt pi sech^2; dDT += g pi tanh
         for (int i = warp; i < S; i += 4) {
-            float x0 = s.dphi[lane][i], x1 = s.dphi[lane + 32][i];
+            float x0 = dphi[lane * SP + i], x1 = dphi[(lane + 32) * SP + i];
 #pragma unroll
             for (int o = 1; o < 32; o <<= 1) {  // suffix sums
                 float y0 = __shfl_down_sync(0xffffffffu, x0, o), y1 = __shfl_down_sync(0xffffffffu, x1, o);
@@ -643,42 +662,39 @@ __global__ void __launch_bounds__(NT) mamba3_scan_bwd_kernel(
                 a1 = g1 * kPi * th;
             }
             __syncwarp();
-            s.dphi[lane][i] = a0; s.dphi[lane + 32][i] = a1;
+            dphi[lane * SP + i] = a0; dphi[(lane + 32) * SP + i] = a1;
             const float tot0 = __shfl_sync(0xffffffffu, x0, 0);
             if (lane == 0) s.carry[i] = carry + tot0 + tot1;
         }
-        __syncthreads();
-        // ---- dADT (§5.3), dDT and dTrap (§5.5) per position (threads 0..63)
+        // ---- dADT (§5.3) scans within each half of the chunk (threads 0..63)
         if (tid < L) {
             const int r = tid;
-            const float u = s.urow[r] - (s.colpart[0][r] + s.colpart[1][r] + s.colpart[2][r] + s.colpart[3][r]) + s.u2[r];
-            const float w = s.wv[r];
-            // dADT_t = sum_{r>=t} u_r + m + sum_{r<t} w_r  (within the chunk)
-            float su = u, pw = w;
+            float su = s.urow[r] - (s.colpart[0][r] + s.colpart[1][r] + s.colpart[2][r] + s.colpart[3][r]) + s.u2[r];
+            float pw = s.wv[r];
 #pragma unroll
             for (int o = 1; o < 32; o <<= 1) {
                 float a = __shfl_down_sync(0xffffffffu, su, o), bb = __shfl_up_sync(0xffffffffu, pw, o);
                 if (lane + o < 32) su += a;
                 if (lane >= o) pw += bb;
             }
-            // cross-warp: warp 0 adds warp 1's total u; warp 1 adds warp 0's total w
-            s.urow[r] = su; s.u2[r] = pw;  // reuse as scratch: urow = suffix u, u2 = inclusive prefix w
+            __syncwarp();
+            s.urow[r] = su; s.u2[r] = pw;  // suffix sums of u, inclusive prefix sums of w (per half)
         }
         __syncthreads();
+        // ---- dADT_t = sum_{r>=t} u_r + m + sum_{r<t} w_r; dDT, dTrap (§5.5) per position
         if (tid < L) {
             const int r = tid, t = t0 + r;
             float su = s.urow[r], pw = s.u2[r] - s.wv[r];
             if (r < 32) su += s.urow[32];
             else pw += s.u2[31];
-            float m = 0.f;
-            for (int w = 0; w < 4; w++) m += s.mpart[w];
-            m *= expf(s.cs.acs[L - 1]);
+            const float m = (s.mpart[0] + s.mpart[1] + s.mpart[2] + s.mpart[3]) * expf(s.cs.acs[L - 1]);
             const float lam = s.cs.lam[r], dtt = s.cs.dtv[r];
             float at = 0.f;
-            for (int i = 0; i < S; i++) at += s.dphi[r][i];
-            const float gs = s.dg[r] + s.ds[r];
+            for (int i = 0; i < S; i++) at += dphi[r * SP + i];
+            const float gs = s.dd[r] * s.qkdot[r] + s.ds[r];  // d gamma + d scale
             float dD_t = gs * lam + at, dl = gs * dtt;
             if (r < nrows) {
+                dD_acc += s.dd[r];
                 dadt[bh * T + t] = su + m + pw;
                 if (r > 0) {
                     const float dsp = s.ds[r - 1];
@@ -735,15 +751,30 @@ __global__ void __launch_bounds__(NT) mamba3_scan_bwd_kernel(
         dtrap[bh * T] = (pd[1] - dc0 * pd[3]) * l0 * (1.f - l0);
     }
     // ---- per-(b,h) partial sums of the bias and D gradients (fixed order)
-    s.bpart_q[warp][2 * lane] = bq_acc[0]; s.bpart_q[warp][2 * lane + 1] = bq_acc[1];
-    s.bpart_k[warp][2 * lane] = bk_acc[0]; s.bpart_k[warp][2 * lane + 1] = bk_acc[1];
-    if (lane == 0) s.dDpart[warp] = dD_acc;
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+#pragma unroll
+        for (int q = 0; q < 2; q++) {
+            float aq = bq_acc[j][q], ak = bk_acc[j][q];
+#pragma unroll
+            for (int o = 4; o < 32; o <<= 1) {
+                aq += __shfl_xor_sync(0xffffffffu, aq, o);
+                ak += __shfl_xor_sync(0xffffffffu, ak, o);
+            }
+            if (lane < 4) { s.bpart_q[warp][acc_col(j, q)] = aq; s.bpart_k[warp][acc_col(j, q)] = ak; }
+        }
+    if (tid < L) {
+        float a = dD_acc;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) a += __shfl_xor_sync(0xffffffffu, a, o);
+        if (lane == 0) s.dDpart[warp] = a;
+    }
     __syncthreads();
     if (tid < NN) {
         bq_part[bh * NN + tid] = s.bpart_q[0][tid] + s.bpart_q[1][tid] + s.bpart_q[2][tid] + s.bpart_q[3][tid];
         bk_part[bh * NN + tid] = s.bpart_k[0][tid] + s.bpart_k[1][tid] + s.bpart_k[2][tid] + s.bpart_k[3][tid];
     }
-    if (tid == 0) dD_part[bh] = s.dDpart[0] + s.dDpart[1] + s.dDpart[2] + s.dDpart[3];
+    if (tid == 0) dD_part[bh] = s.dDpart[0] + s.dDpart[1];
 }
 
 // GQA and angle sums over heads, in head order: dq_raw[b,t,g,:] = sum_{h in g} dq_h[b,t,h,:], etc.
@@ -837,10 +868,11 @@ void mamba3_scan_backward(float* dq_raw, float* dk_raw, bf16* dv, float* dadt, f
     float* bq_part = (float*)p; p += (size_t)d.B * d.H * NN * sizeof(float);
     float* bk_part = (float*)p; p += (size_t)d.B * d.H * NN * sizeof(float);
     float* dD_part = (float*)p;
-    const size_t smem = sizeof(BwdSmem);
+    const size_t smem = bwd_smem_bytes(d.S);
     static bool attr = false;
     if (!attr) {
-        cudaCheck(cudaFuncSetAttribute(mamba3_scan_bwd_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        cudaCheck(cudaFuncSetAttribute(mamba3_scan_bwd_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       (int)bwd_smem_bytes(SMAX)));
         attr = true;
     }
     mamba3_scan_bwd_kernel<<<dim3(d.H, d.B), NT, smem, stream>>>(
