@@ -9,25 +9,6 @@
 #include "model/rmsnorm.h"
 #include <vector>
 
-template <typename F>
-void model_tensors_bind(const Config& c, F* base, ModelTensors<F>* p) {
-    if (c.num_layers > kMaxLayers) fatal("config: num_layers %d > kMaxLayers %d", c.num_layers, kMaxLayers);
-    *p = ModelTensors<F>();
-    p->num_layers = c.num_layers;
-    for (auto& s : param_specs(c)) {  // the same walk as param_bind, in element type F
-        F* at = base + s.offset;
-        std::string field = s.layer < 0 ? s.name : s.name.substr(s.name.rfind('.') + 1);
-        bool found = false;
-#define MT_BIND_G(name, rows, cols, group, init) if (s.layer < 0 && field == #name) { p->name = at; found = true; }
-        GLOBAL_TENSORS(MT_BIND_G)
-#undef MT_BIND_G
-#define MT_BIND(name, rows, cols, group, init) if (s.layer >= 0 && field == #name) { p->blocks[s.layer].name = at; found = true; }
-        BLOCK_TENSORS(MT_BIND) ATTN_TENSORS(MT_BIND) MAMBA_TENSORS(MT_BIND)
-#undef MT_BIND
-        if (!found) fatal("model_tensors_bind: no field for tensor %s", s.name.c_str());
-    }
-}
-
 // The activation layout, walked once for sizing (base == nullptr) and once for binding.
 template <typename F>
 static int64_t acts_layout(const Config& c, int B, int T, F* base, ModelActs<F>* a) {
@@ -343,7 +324,6 @@ void model_backward_cpu(const ModelTensors<F>& g, const ModelActs<F>& a, const i
 }
 
 #define MODEL_INST(F)                                                                                         \
-    template void model_tensors_bind<F>(const Config&, F*, ModelTensors<F>*);                                 \
     template void model_acts_bind<F>(const Config&, int, int, F*, ModelActs<F>*);                             \
     template void resid_mix_forward_cpu<F>(F*, const F*, const F*, const F*, int64_t, int);                   \
     template void resid_mix_backward_cpu<F>(F*, F*, F*, const F*, const F*, const F*, const F*, int64_t, int); \

@@ -11,9 +11,8 @@
 //   logits = rmsnorm(x) @ wte^T;  loss = mean CE(30 tanh(logits / 30), targets)
 //
 // Arenas (llm.c style): parameters and gradients share the layout of param_specs() (params.h),
-// seen through ModelTensors<F>; activations live in one arena sized by model_acts_size().
-// F = float is the reference, F = double the finite-difference twin; ModelTensors<float> bound
-// to an arena points exactly where param_bind() does.
+// seen through ModelTensors<F> (params.h); activations live in one arena sized by
+// model_acts_size(). F = float is the reference, F = double the finite-difference twin.
 //
 // Gradient contract: model_backward_cpu ACCUMULATES (+=) into the gradient arena (zero it
 // first for a plain gradient); it is the gradient of the MEAN loss over the B*T tokens.
@@ -22,25 +21,6 @@
 #include "model/mamba3.h"
 #include "model/params.h"
 #include <cstdint>
-
-// Parameter (or gradient) tensors of one arena, the fields of params.h in element type F.
-#define MT_FIELD(name, rows, cols, group, init) F* name = nullptr;
-template <typename F>
-struct BlockTensors {  // nullptr where the block kind lacks the tensor
-    BLOCK_TENSORS(MT_FIELD)
-    ATTN_TENSORS(MT_FIELD)
-    MAMBA_TENSORS(MT_FIELD)
-};
-template <typename F>
-struct ModelTensors {
-    GLOBAL_TENSORS(MT_FIELD)
-    int num_layers = 0;
-    BlockTensors<F> blocks[kMaxLayers];
-};
-#undef MT_FIELD
-// Point every field into `base` (param_arena_size(c) elements), offsets from param_specs(c).
-template <typename F>
-void model_tensors_bind(const Config& c, F* base, ModelTensors<F>* p);
 
 // ---- activations saved by the forward for the backward. N = B*T rows.
 template <typename F>

@@ -34,12 +34,13 @@ int64_t param_arena_size(const Config& c) {
     return last.offset + (last.numel() + 63) / 64 * 64;
 }
 
-void param_bind(const Config& c, float* base, ModelParams* p) {
+template <typename F>
+void model_tensors_bind(const Config& c, F* base, ModelTensors<F>* p) {
     if (c.num_layers > kMaxLayers) fatal("config: num_layers %d > kMaxLayers %d", c.num_layers, kMaxLayers);
-    *p = ModelParams();
+    *p = ModelTensors<F>();
     p->num_layers = c.num_layers;
     for (auto& s : param_specs(c)) {
-        float* at = base + s.offset;
+        F* at = base + s.offset;
         std::string field = s.layer < 0 ? s.name : s.name.substr(s.name.rfind('.') + 1);
         bool found = false;
 #define PT_BIND_G(name, rows, cols, group, init) if (s.layer < 0 && field == #name) { p->name = at; found = true; }
@@ -48,9 +49,11 @@ void param_bind(const Config& c, float* base, ModelParams* p) {
 #define PT_BIND(name, rows, cols, group, init) if (s.layer >= 0 && field == #name) { p->blocks[s.layer].name = at; found = true; }
         BLOCK_TENSORS(PT_BIND) ATTN_TENSORS(PT_BIND) MAMBA_TENSORS(PT_BIND)
 #undef PT_BIND
-        if (!found) fatal("param_bind: no field for tensor %s", s.name.c_str());
+        if (!found) fatal("model_tensors_bind: no field for tensor %s", s.name.c_str());
     }
 }
+template void model_tensors_bind<float>(const Config&, float*, ModelTensors<float>*);
+template void model_tensors_bind<double>(const Config&, double*, ModelTensors<double>*);
 
 void param_init(const Config& c, float* base, uint64_t seed) {
     Rng rng(seed);

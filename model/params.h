@@ -39,19 +39,25 @@ enum class Group { matrix, embed, scalar };  // Muon, Adam (embedding lr), Adam 
     X(C_norm_w, 1, c.d_state, scalar, ONE)                                      \
     X(D, 1, c.ssm_heads(), scalar, ONE)
 
-#define PT_FIELD(name, rows, cols, group, init) float* name = nullptr;
-struct BlockParams {  // pointers into an arena; nullptr where the block kind lacks the tensor
+// The tensors of one arena (parameters, gradients, moments) as pointers of element type F:
+// float for the model and the GPU, double for the CPU reference's finite-difference twin.
+#define PT_FIELD(name, rows, cols, group, init) F* name = nullptr;
+template <typename F>
+struct BlockTensors {  // nullptr where the block kind lacks the tensor
     BLOCK_TENSORS(PT_FIELD)
     ATTN_TENSORS(PT_FIELD)
     MAMBA_TENSORS(PT_FIELD)
 };
 constexpr int kMaxLayers = 64;
-struct ModelParams {
+template <typename F>
+struct ModelTensors {
     GLOBAL_TENSORS(PT_FIELD)
     int num_layers = 0;
-    BlockParams blocks[kMaxLayers];
+    BlockTensors<F> blocks[kMaxLayers];
 };
 #undef PT_FIELD
+using BlockParams = BlockTensors<float>;
+using ModelParams = ModelTensors<float>;
 
 struct TensorSpec {
     std::string name;  // "wte", "blocks.3.in_proj", ...
@@ -68,7 +74,10 @@ enum Init { ZERO, ONE, NORMAL_EMBED, UNIFORM_FANIN, QGAIN, DT_BIAS, RESID_MIX };
 std::vector<TensorSpec> param_specs(const Config& c);
 int64_t param_count(const Config& c);      // parameters (no padding)
 int64_t param_arena_size(const Config& c); // elements, padding included
-// Point every field of `p` into `base` (host or device memory: only offsets are used).
-void param_bind(const Config& c, float* base, ModelParams* p);
+// Point every field of `p` into `base` (param_arena_size(c) elements, host or device memory:
+// only offsets are used), offsets from param_specs(c). Instantiated for float and double.
+template <typename F>
+void model_tensors_bind(const Config& c, F* base, ModelTensors<F>* p);
+inline void param_bind(const Config& c, float* base, ModelParams* p) { model_tensors_bind(c, base, p); }
 // Seeded initialization on the host (spec/model.md, spec/mamba3.md §2.2).
 void param_init(const Config& c, float* base, uint64_t seed);
