@@ -8,6 +8,7 @@
 #include "tests/expect_fatal.h"
 #include "tests/fixture.h"
 #include <doctest/doctest.h>
+#include "tests/spm_model.h"
 #include <algorithm>
 #include <cstring>
 #include <dirent.h>
@@ -52,24 +53,6 @@ void write_test_shard(const std::string& path, int s, int64_t n) {
     shard_write(path, t.data(), n);
 }
 
-// Minimal protobuf writer, to build SentencePiece models by hand.
-void pb_varint(std::string* o, uint64_t v) {
-    while (v >= 0x80) { o->push_back((char)(v | 0x80)); v >>= 7; }
-    o->push_back((char)v);
-}
-void pb_bytes(std::string* o, int field, const std::string& s) {
-    pb_varint(o, (uint64_t)field << 3 | 2);
-    pb_varint(o, s.size());
-    *o += s;
-}
-std::string pb_piece(const std::string& piece, float score, int type) {
-    std::string m;
-    pb_bytes(&m, 1, piece);
-    pb_varint(&m, 2 << 3 | 5);
-    m.append((const char*)&score, 4);
-    if (type != 1) { pb_varint(&m, 3 << 3 | 0); pb_varint(&m, (uint64_t)type); }
-    return m;
-}
 
 // A hand-made model: every piece kind, plus other ModelProto fields the reader must skip.
 std::string hand_model() {

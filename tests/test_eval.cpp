@@ -13,6 +13,7 @@
 #include "tests/expect_fatal.h"
 #include "tests/fixture.h"
 #include <doctest/doctest.h>
+#include "tests/spm_model.h"
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -21,41 +22,22 @@
 
 namespace {
 
-// ---- a SentencePiece model in memory (protobuf ModelProto, field 1 = pieces)
-void pb_varint(std::string* o, uint64_t v) {
-    while (v >= 0x80) { o->push_back((char)(v | 0x80)); v >>= 7; }
-    o->push_back((char)v);
-}
-void pb_bytes(std::string* o, int field, const std::string& s) {
-    pb_varint(o, (uint64_t)field << 3 | 2);
-    pb_varint(o, s.size());
-    *o += s;
-}
-std::string pb_piece(const std::string& piece, int type) {
-    std::string m;
-    pb_bytes(&m, 1, piece);
-    float score = 0;
-    pb_varint(&m, 2 << 3 | 5);
-    m.append((const char*)&score, 4);
-    if (type != 1) { pb_varint(&m, 3 << 3 | 0); pb_varint(&m, (uint64_t)type); }
-    return m;
-}
 // 64 pieces: <unk>, <s> (BOS, a boundary), </s>, 8 byte pieces, then "▁"-led and plain pieces
 // of 1..3 letters, so bytes per token vary and depend on the previous token.
 Tokenizer tiny_tokenizer() {
     std::string m;
-    pb_bytes(&m, 1, pb_piece("<unk>", 2));
-    pb_bytes(&m, 1, pb_piece("<s>", 3));
-    pb_bytes(&m, 1, pb_piece("</s>", 3));
+    pb_bytes(&m, 1, pb_piece("<unk>", 0, 2));
+    pb_bytes(&m, 1, pb_piece("<s>", 0, 3));
+    pb_bytes(&m, 1, pb_piece("</s>", 0, 3));
     for (int i = 0; i < 8; i++) {
         char b[8];
         snprintf(b, sizeof b, "<0x%02X>", 0x41 + i);
-        pb_bytes(&m, 1, pb_piece(b, 6));
+        pb_bytes(&m, 1, pb_piece(b, 0, 6));
     }
     for (int i = 11; i < 64; i++) {
         std::string s(1 + i % 3, (char)('a' + i % 26));
         if (i % 2 == 0) s = "\xe2\x96\x81" + s;
-        pb_bytes(&m, 1, pb_piece(s, 1));
+        pb_bytes(&m, 1, pb_piece(s, 0, 1));
     }
     Tokenizer tok;
     tokenizer_parse(&tok, "tiny.model", (const uint8_t*)m.data(), m.size());
