@@ -2,11 +2,12 @@
 // (tools/ref/train_ref.py), so `train` and the reference see the same initial parameters and the
 // same batches in the same order.
 //
-//   build/dump_run --out DIR --steps K [--world W] [--cpu-train] [any train setting: --model-dim 512 ...]
+//   build/dump_run --out DIR --steps K [--world W] [--cpu-train [--save-arena FILE]] [train settings]
 //
 // --cpu-train then runs the K steps with the CPU reference step (optim/train_step_cpu.h, float32)
-// from those files' numbers and logs "step N/K train_loss X" as train and train_ref.py do (small
-// configs only: it is the plain CPU reference).
+// from those files' numbers and logs "step N/K train_loss X" as train and train_ref.py do, and
+// with --save-arena writes the final parameters (raw float32 arena). Small configs only: it is
+// the plain CPU reference (Newton-Schulz in float64 loops).
 // writes (little-endian):
 //   DIR/run.txt     every HPARAMS setting, "name = value" a line, floats with 17 digits
 //   DIR/init.f32    param_init(cfg, arena, cfg.seed): raw float32, param_arena_size(cfg)
@@ -45,6 +46,7 @@ int main(int argc, char** argv) {
     std::string out;
     int steps = 0, world = 1;
     bool cpu_train = false;
+    std::string save_arena;
     for (size_t i = 0; i < rest.size(); i++) {
         auto value = [&](const char* flag) {
             if (i + 1 >= rest.size()) fatal("flag %s needs a value", flag);
@@ -54,6 +56,7 @@ int main(int argc, char** argv) {
         else if (rest[i] == "--steps") steps = atoi(value("--steps").c_str());
         else if (rest[i] == "--world") world = atoi(value("--world").c_str());
         else if (rest[i] == "--cpu-train") cpu_train = true;
+        else if (rest[i] == "--save-arena") save_arena = value("--save-arena");
         else fatal("dump_run: unknown flag '%s' (dump_run --out DIR --steps K [--world W] [train settings])",
                    rest[i].c_str());
     }
@@ -99,6 +102,11 @@ int main(int argc, char** argv) {
             double loss = train_step_cpu(&tr, all.data() + (size_t)s * micro * world * win_size, micro * world, 0.0);
             printf("step %d/%d train_loss %.9f\n", s + 1, steps, loss);
             fflush(stdout);
+        }
+        if (!save_arena.empty()) {
+            f = fopen_check(save_arena.c_str(), "wb");
+            fwrite_check(tr.params.data(), sizeof(float), tr.params.size(), f, save_arena.c_str());
+            if (fclose(f) != 0) fatal("'%s': write failed", save_arena.c_str());
         }
     }
     return 0;

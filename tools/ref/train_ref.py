@@ -5,8 +5,9 @@ Optimizers: tools/ref/ref_optim.py's muon_step (Group::matrix tensors) and adam 
 embedding at tied_embed_lr, Group::scalar tensors at scalar_lr), with the lr multiplier and the
 Muon momentum warmup of optim/schedule.cpp (lr_multiplier, muon_momentum_at) written again below.
 One step: gradient of the mean loss over all micro batches (each micro batch's mean loss / count),
-then Muon and Adam with the step's scheduled lr. Not modelled: EMA (does not change training) and
-late QAT (run comparisons with --late-qat-threshold 0).
+then Muon and Adam with the step's scheduled lr, then (ema_decay > 0) the EMA of the weights,
+ema = d*ema + (1-d)*w from the initial weights, as train keeps it. Not modelled: late QAT (train
+has none yet; compare with --late-qat-threshold 0 once it does).
 
 Inputs come from build/dump_run (tools/dump_run.cpp), so both trainers start from the same numbers:
   DIR/run.txt     every HPARAMS setting, one "name = value" a line (floats with 17 digits)
@@ -18,7 +19,8 @@ Inputs come from build/dump_run (tools/dump_run.cpp), so both trainers start fro
                   what its train_loader_next handed out (inputs [:T], targets [1:])
 Usage:
   python3 tools/ref/train_ref.py DIR [--steps K] [--device cuda|cpu] [--fp64] [--bf16]
-          [--muon-bf16] [--losses FILE] [--save-arena FILE]
+          [--muon-bf16] [--losses FILE] [--save-arena FILE] [--save-ema FILE]
+Compare with train's CSV and checkpoint: tools/ref/compare_run.py (commands in notes/reftrain.md).
 Log (what `train` prints, greppable): "step N/M train_loss X lr_mult Y step_ms Z" after each step.
 """
 import argparse
@@ -130,6 +132,8 @@ class RefTrainer:
                             {"params": [p for n, p in named if group_of(n) == "scalar"], "lr": hp["scalar_lr"],
                              "base_lr": hp["scalar_lr"]}]
         self.adam = ref_optim.adam(self.adam_groups, hp["beta1"], hp["beta2"], hp["adam_eps"], hp["adam_wd"])
+        self.ema_decay = float(hp.get("ema_decay", 0.0))
+        self.ema = [p.detach().clone() for p in self.gpt.parameters()] if self.ema_decay > 0 else None
         self.step_count = 0
 
     def step(self, windows, elapsed_s=0.0):
@@ -157,11 +161,20 @@ class RefTrainer:
         for g in self.adam_groups:
             g["lr"] = g["base_lr"] * mult
         self.adam.step()
+        if self.ema is not None:
+            with torch.no_grad():
+                for e, p in zip(self.ema, self.gpt.parameters()):
+                    e.mul_(self.ema_decay).add_(p, alpha=1 - self.ema_decay)
         self.step_count += 1
         return total / w.shape[0], mult, mom
 
-    def arena(self):
-        return M.to_arena(self.gpt)
+    def arena(self, ema=False):
+        """The parameters (or their EMA) as a float32 arena in the C++ layout."""
+        layout, size = M.arena_layout(self.gpt)
+        a = torch.zeros(size, dtype=torch.float32)
+        for (_, off, n), t in zip(layout, self.ema if ema else self.gpt.parameters()):
+            a[off:off + n] = t.detach().reshape(-1).float().cpu()
+        return a
 
 
 def main():
@@ -174,6 +187,7 @@ def main():
     ap.add_argument("--muon-bf16", action="store_true", help="Newton-Schulz in bf16, as the seed and our GPU")
     ap.add_argument("--losses", help="write one full-precision loss a line here")
     ap.add_argument("--save-arena", help="write the final parameter arena (raw float32) here")
+    ap.add_argument("--save-ema", help="write the final EMA arena (raw float32) here (needs ema_decay > 0)")
     args = ap.parse_args()
 
     hp = read_run_txt(os.path.join(args.dir, "run.txt"))
@@ -204,6 +218,10 @@ def main():
             f.writelines(f"{x!r}\n" for x in losses)
     if args.save_arena:
         tr.arena().numpy().astype("<f4").tofile(args.save_arena)
+    if args.save_ema:
+        if tr.ema is None:
+            raise SystemExit("error: --save-ema: ema_decay is 0 in run.txt")
+        tr.arena(ema=True).numpy().astype("<f4").tofile(args.save_ema)
 
 
 if __name__ == "__main__":
