@@ -2,6 +2,7 @@
 
   python3 tools/ref/compare_run.py DIR --run LOG_OR_CSV --ref-losses FILE
           [--ckpt CKPT | --arena FILE] [--ref-arena FILE] [--ref-ema FILE]
+          [--floor-losses FILE --floor-arena FILE --floor-ema FILE [--floor-factor 2]]
           [--tol-loss X] [--tol-params Y]
 
 DIR: the dump_run folder (run.txt gives the config, hence the tensor names and offsets).
@@ -11,6 +12,10 @@ DIR: the dump_run folder (run.txt gives the config, hence the tensor names and o
 --ckpt: train's --save checkpoint (optim/checkpoint.h: arenas params, muon_momentum, adam_m,
   adam_v[, ema]); or --arena: a raw float32 parameter arena (dump_run --save-arena).
 --ref-arena / --ref-ema: train_ref.py --save-arena / --save-ema.
+--floor-*: the same files of a second reference run that differs from the first only by rounding
+  (train_ref.py --bf16 --muon-bf16 against the fp32 one): a bf16 trainer cannot be expected closer
+  to the fp32 reference than that, so each bound becomes tol + factor x the floor's difference
+  (per step for the loss curve's maximum, per tensor for the arenas).
 Prints the loss curves side by side with their relative difference, then the worst tensors
 (||diff||_F / ||ref||_F per tensor, which --tol-params bounds; max|diff| / max|ref|, the tests'
 rel_err, beside it: Adam turns gradients that nearly cancel into full-size steps, so single
@@ -92,44 +97,59 @@ def main():
     ap.add_argument("--arena")
     ap.add_argument("--ref-arena")
     ap.add_argument("--ref-ema")
-    ap.add_argument("--tol-loss", type=float, default=1e-2)
-    ap.add_argument("--tol-params", type=float, default=5e-2)
+    ap.add_argument("--tol-loss", type=float, default=1e-2, help="max relative loss difference (+ floor)")
+    ap.add_argument("--tol-params", type=float, default=5e-2, help="max per-tensor ||diff||_F/||ref||_F (+ floor)")
+    ap.add_argument("--floor-losses", help="a second reference's losses (train_ref.py --bf16 --muon-bf16)")
+    ap.add_argument("--floor-arena", help="... and its --save-arena")
+    ap.add_argument("--floor-ema", help="... and its --save-ema")
+    ap.add_argument("--floor-factor", type=float, default=2.0,
+                    help="with a floor, the run may differ from the reference by tol + factor x the floor's difference")
     a = ap.parse_args()
 
-    run = read_losses(a.run)
-    ref = [float(x) for x in open(a.ref_losses).read().split()]
-    steps = [s for s in range(1, len(ref) + 1) if s in run]
-    if not steps:
-        raise SystemExit(f"error: '{a.run}': no training losses for steps 1..{len(ref)}")
-    print(f"{'step':>5} {'run':>10} {'ref':>10} {'rel diff':>9}")
-    worst = 0.0
-    for s in steps:
-        r = abs(run[s] - ref[s - 1]) / abs(ref[s - 1])
-        worst = max(worst, r)
-        print(f"{s:5d} {run[s]:10.6f} {ref[s - 1]:10.6f} {r:9.2e}")
-    ok = worst <= a.tol_loss
-    print(f"loss curve: {len(steps)} steps, max rel diff {worst:.3e} (tol {a.tol_loss:g}) {'ok' if ok else 'FAIL'}")
+    def loss_diffs(path, ref):
+        got = read_losses(path)
+        steps = [s for s in range(1, len(ref) + 1) if s in got]
+        if not steps:
+            raise SystemExit(f"error: '{path}': no training losses for steps 1..{len(ref)}")
+        return steps, got, {s: abs(got[s] - ref[s - 1]) / abs(ref[s - 1]) for s in steps}
 
-    pairs = []
+    ref = [float(x) for x in open(a.ref_losses).read().split()]
+    steps, run, diff = loss_diffs(a.run, ref)
+    fdiff = loss_diffs(a.floor_losses, ref)[2] if a.floor_losses else {}
+    print(f"{'step':>5} {'run':>10} {'ref':>10} {'rel diff':>9}" + (f" {'floor':>9}" if fdiff else ""))
+    for s in steps:
+        print(f"{s:5d} {run[s]:10.6f} {ref[s - 1]:10.6f} {diff[s]:9.2e}" + (f" {fdiff.get(s, 0):9.2e}" if fdiff else ""))
+    worst, fworst = max(diff.values()), max(fdiff.values(), default=0.0)
+    bound = a.tol_loss + a.floor_factor * fworst
+    ok = worst <= bound
+    print(f"loss curve: {len(steps)} steps, max rel diff {worst:.3e}" + (f", floor {fworst:.3e}" if fdiff else "")
+          + f"; bound {bound:.3e}: {'ok' if ok else 'FAIL'}")
+
     if a.ckpt or a.arena:
         hp = train_ref.read_run_txt(os.path.join(a.dir, "run.txt"))
         layout, size = M.arena_layout(M.GPT(train_ref.model_config(hp)))
         arenas = read_ckpt_arenas(a.ckpt) if a.ckpt else [np.fromfile(a.arena, dtype="<f4")]
-        if a.ref_arena:
-            pairs.append(("params", arenas[0], np.fromfile(a.ref_arena, dtype="<f4")))
-        if a.ref_ema:
-            if len(arenas) < 5:
-                raise SystemExit(f"error: '{a.ckpt or a.arena}' holds no EMA arena")
-            pairs.append(("ema", arenas[4], np.fromfile(a.ref_ema, dtype="<f4")))
-    for what, got, want in pairs:
-        if got.size != size or want.size != size:
-            raise SystemExit(f"error: {what}: arenas of {got.size} and {want.size} floats, the config needs {size}")
-        errs = tensor_errors(layout, got, want)
-        good = errs[0][0] <= a.tol_params
-        ok = ok and good
-        print(f"{what}: worst tensors by ||diff||_F/||ref||_F (max|diff|/max|ref|): "
-              + ", ".join(f"{n} {f:.2e} ({m:.2e})" for f, m, n in errs[:6])
-              + f"; tol {a.tol_params:g} on the first: {'ok' if good else 'FAIL'}")
+        todo = [("params", 0, a.ref_arena, a.floor_arena), ("ema", 4, a.ref_ema, a.floor_ema)]
+        for what, idx, ref_path, floor_path in todo:
+            if not ref_path:
+                continue
+            if idx >= len(arenas):
+                raise SystemExit(f"error: '{a.ckpt or a.arena}' holds no {what} arena")
+            got, want = arenas[idx], np.fromfile(ref_path, dtype="<f4")
+            if got.size != size or want.size != size:
+                raise SystemExit(f"error: {what}: arenas of {got.size} and {want.size} floats, the config needs {size}")
+            errs = tensor_errors(layout, got, want)
+            floor = {}
+            if floor_path:
+                floor = {n: f for f, _, n in tensor_errors(layout, np.fromfile(floor_path, dtype="<f4"), want)}
+            bad = [(f, n) for f, _, n in errs if f > a.tol_params + a.floor_factor * floor.get(n, 0.0)]
+            ok = ok and not bad
+            print(f"{what}: worst tensors, ||diff||_F/||ref||_F (max|diff|/max|ref|)"
+                  + (" [floor]" if floor else "") + ": "
+                  + ", ".join(f"{n} {f:.2e} ({m:.2e})" + (f" [{floor[n]:.2e}]" if floor else "") for f, m, n in errs[:6]))
+            print(f"{what}: {len(bad)} of {len(errs)} tensors over tol {a.tol_params:g}"
+                  + (f" + {a.floor_factor:g} x floor" if floor else "") + (": " + ", ".join(n for _, n in bad[:8]) if bad else "")
+                  + f": {'ok' if not bad else 'FAIL'}")
     sys.exit(0 if ok else 1)
 
 
