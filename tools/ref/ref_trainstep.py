@@ -16,15 +16,16 @@ import train_ref
 
 # The tiny hybrid: layers 0, 1 Mamba-3, layer 2 attention (round(1*3/2) = 2); 4 chunks of 4 per
 # sequence; 2 micro batches per step (gradient accumulation); the schedule's warmup, momentum
-# warmup and warmdown all change within the 8 steps.
+# warmup and warmdown all change within the 8 steps. B, T and the micro-batch count come from the
+# windows' shape: train_seq_len & co. keep their defaults, so Config::validate's checks that tie
+# other settings to train_seq_len (eval windows) hold whatever they become.
 HP = dict(vocab_size=64, model_dim=32, num_layers=3, num_attn_layers=1, num_heads=4, num_kv_heads=2, mlp_mult=2,
           d_state=8, expand=2, ssm_headdim=8, ssm_ngroups=1, chunk_size=4, rope_fraction=0.5, a_act="softplus",
-          train_seq_len=16, micro_batch_seqs=2, train_batch_tokens=64,
           iterations=8, max_wallclock_seconds=0.0, warmup_steps=0, warmdown_iters=4, lr_warmup_steps=2,
           matrix_lr=0.025, scalar_lr=0.02, tied_embed_lr=0.05, muon_momentum=0.99, muon_momentum_warmup_start=0.85,
           muon_momentum_warmup_steps=4, muon_backend_steps=5, muon_wd=0.04, muoneq_r=1, muon_nesterov=1,
           beta1=0.9, beta2=0.95, adam_eps=1e-8, adam_wd=0.0)
-STEPS, MICRO = 8, 2
+STEPS, MICRO, B, T = 8, 2, 2, 16
 
 
 def markov_windows(rng, shape, vocab):
@@ -50,8 +51,7 @@ def cases():
     torch.manual_seed(2468)  # model.py / mamba3.py init from the global generator
     cfg = train_ref.model_config(HP)
     arena_init = M.to_arena(M.GPT(cfg)).numpy()  # float32: both sides start from these numbers
-    windows = markov_windows(np.random.RandomState(1357), (STEPS, MICRO, HP["micro_batch_seqs"],
-                                                          HP["train_seq_len"] + 1), HP["vocab_size"])
+    windows = markov_windows(np.random.RandomState(1357), (STEPS, MICRO, B, T + 1), HP["vocab_size"])
     tr = train_ref.RefTrainer(HP, arena_init, "cpu", torch.float64)
     losses, mults, moms = [], [], []
     for s in range(STEPS):
