@@ -96,6 +96,9 @@ int main(int argc, char** argv) {
     printf("dump_run: %s: %lld parameters (arena %lld floats), %d steps x %d micro x %d ranks x (%d, %d+1) tokens\n",
            out.c_str(), (long long)param_count(c), (long long)arena.size(), steps, micro, world, B, T);
     if (cpu_train) {
+        if (c.max_wallclock_seconds > 0)
+            printf("dump_run: warning: max_wallclock_seconds = %g: --cpu-train runs the schedule at elapsed 0 "
+                   "(no warmdown); use --max-wallclock-seconds 0 to compare schedules\n", c.max_wallclock_seconds);
         TrainCpu<float> tr;
         train_cpu_init(&tr, c, B, T, arena.data());
         for (int s = 0; s < steps; s++) {

@@ -202,6 +202,10 @@ def main():
     print(f"train_ref: {args.dir}: {steps} steps of {tokens.shape[1]} x ({tokens.shape[2]}, {tokens.shape[3] - 1}) "
           f"tokens, device {args.device}, {'fp64' if args.fp64 else 'fp32'}{' bf16-autocast' if args.bf16 else ''}"
           f"{' muon-bf16' if args.muon_bf16 else ''}", flush=True)
+    if hp["max_wallclock_seconds"] > 0:
+        print(f"train_ref: warning: max_wallclock_seconds = {hp['max_wallclock_seconds']:g}: the warmdown follows this "
+              "process's own clock, so the lr differs from train's; dump with --max-wallclock-seconds 0 to compare",
+              flush=True)
     tr = RefTrainer(hp, arena, args.device, torch.float64 if args.fp64 else torch.float32, args.bf16, args.muon_bf16)
     losses = []
     t_start = time.time()
