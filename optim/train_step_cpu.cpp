@@ -54,9 +54,9 @@ double train_step_cpu(TrainCpu<F>* s, const int32_t* windows, int micro, double 
     AdamHyper embed{c.tied_embed_lr * mult, c.beta1, c.beta2, c.adam_eps, c.adam_wd};
     AdamHyper scalar{c.scalar_lr * mult, c.beta1, c.beta2, c.adam_eps, c.adam_wd};
     for (const TensorSpec& t : s->specs) {
+        if (t.numel() == 0) continue;  // skip_weight of a model without skips
         F* p = s->params.data() + t.offset;
         const F* g = s->grads.data() + t.offset;
-        if (t.numel() == 0) continue;
         if (t.group == Group::matrix)
             muon_step_cpu(p, s->muon_buf.data() + t.offset, g, t.rows, t.cols, mh);
         else
