@@ -149,259 +149,198 @@ __device__ void chunk_scalars(ChunkScalars& s, const float* adt, const float* dt
 }
 
 // ================================================================ forward
-// Four kernels, so that the only serial chain per (b, h) is the cheapest possible one:
-//  1. angles: one CTA per (b, h), one warp per angle pair, walks the chunks: phi = carry + cumsum(pi tanh(theta) dt)
-//     mod 2pi (§3.6), written to the saved phi; the final angle.
-//  2. chunk states, one CTA per (chunk, h, b): dH_c = sum_j v_j (exp(A_c - Acs_j) k~_j)^T (fp32, the
-//     k~ side as a bf16 hi + lo pair so dH_c is fp32-accurate), written into states[c].
-//  3. state passing, per (b, h) over chunks, elementwise: H_0 = H_init', H_{c+1} = exp(A_c) H_c + dH_c;
-//     states[c] <- H_c in place; the final SSM state.
-//  4. outputs, one CTA per (chunk, h, b): y_i = exp(Acs_i) H_c q_i + sum_{j<i} (q_i.k~_j) exp(Acs_i - Acs_j)
-//     v_j + (D + d_i) v_i; out = y silu(z); the final k and v.
-__global__ void __launch_bounds__(32 * SMAX) mamba3_scan_angle_kernel(float* phi_g, float* fin_angle, const float* dt,
-                                                                   const float* theta, const float* init_angle,
-                                                                   int T, int H, int S) {
-    const int lane = threadIdx.x & 31, i = threadIdx.x >> 5, h = blockIdx.x, b = blockIdx.y;
-    const int64_t bh = (int64_t)b * H + h;
-    float carry = init_angle ? init_angle[bh * S + i] : 0.f;
-    for (int t0 = 0; t0 < T; t0 += L) {
-        const int ta = t0 + lane, tb = t0 + lane + 32;
-        float w0 = 0.f, w1 = 0.f;
-        if (ta < T) w0 = kPi * tanhf(theta[((int64_t)b * T + ta) * S + i]) * dt[bh * T + ta];
-        if (tb < T) w1 = kPi * tanhf(theta[((int64_t)b * T + tb) * S + i]) * dt[bh * T + tb];
-#pragma unroll
-        for (int o = 1; o < 32; o <<= 1) {
-            float y0 = __shfl_up_sync(0xffffffffu, w0, o), y1 = __shfl_up_sync(0xffffffffu, w1, o);
-            if (lane >= o) { w0 += y0; w1 += y1; }
-        }
-        w1 += __shfl_sync(0xffffffffu, w0, 31);
-        const float tot = __shfl_sync(0xffffffffu, w1, 31);
-        if (ta < T) phi_g[(bh * T + ta) * S + i] = reduce_2pi(carry + w0);
-        if (tb < T) phi_g[(bh * T + tb) * S + i] = reduce_2pi(carry + w1);
-        carry = reduce_2pi(carry + tot);
-    }
-    if (fin_angle && lane == 0) fin_angle[bh * S + i] = carry;
-}
-
-// Bias + rotation of one row half (thread = (row r, half hf of N)); qv/kv hold qbar/kbar on entry and
-// the rotated q/k on exit. phi is this chunk's [L][S] table.
-__device__ __forceinline__ void rotate_half(float qv[32], float kv[32], const float* phi, int r, int hf, int S) {
-#pragma unroll
-    for (int j = 0; j < 16; j++) {
-        const int i = 16 * hf + j;
-        if (i < S) {
-            float sn, cs;
-            sincos_angle(phi[r * S + i], &sn, &cs);
-            const float q0 = qv[2 * j], q1 = qv[2 * j + 1], k0 = kv[2 * j], k1 = kv[2 * j + 1];
-            qv[2 * j] = q0 * cs - q1 * sn; qv[2 * j + 1] = q0 * sn + q1 * cs;
-            kv[2 * j] = k0 * cs - k1 * sn; kv[2 * j + 1] = k0 * sn + k1 * cs;
-        }
-    }
-}
-
-struct ChunkStateSmem {
-    Tile V, Kr, Kd, Kl;  // v; k_raw; exp(A_c - Acs) k~ as bf16 hi + lo
-    float phi[L * SMAX];
-    float kb[NN];
-    ChunkScalars cs;
-};
-__global__ void __launch_bounds__(NT) mamba3_scan_chunk_state_kernel(
-    float* states, float* fin_k, const float* phi_g, const bf16* k_raw, const bf16* v, const float* adt,
-    const float* dt, const float* trap, const float* k_bias, int T, int H, int G, int S) {
-    extern __shared__ __align__(16) unsigned char smem_raw[];
-    ChunkStateSmem& s = *reinterpret_cast<ChunkStateSmem*>(smem_raw);
-    const int c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / (H / G);
-    const int64_t bh = (int64_t)b * H + h;
-    const int tid = threadIdx.x, r0 = (tid >> 5) * 16;
-    const int NC = (T + L - 1) / L, t0 = c * L, nrows = min(L, T - t0);
-    const int64_t ldv = (int64_t)H * PP, ldq = (int64_t)G * NN;
-    if (tid < NN) s.kb[tid] = k_bias[h * NN + tid];
-    load_tile(s.V, v + ((int64_t)b * T + t0) * ldv + h * PP, ldv, nrows);
-    load_tile(s.Kr, k_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
-    load_floats(s.phi, phi_g + (bh * T + t0) * S, L * S / 4, nrows * S / 4);
-    chunk_scalars(s.cs, adt, dt, trap, bh, T, t0);
-    cp_async_wait_all();
-    __syncthreads();
-    {
-        const int r = tid >> 1, hf = tid & 1, t = t0 + r;
-        const bool ok = r < nrows;
-        float qv[32], kv[32];
-#pragma unroll
-        for (int k = 0; k < 32; k++) {
-            qv[k] = 0.f;
-            kv[k] = ok ? __bfloat162float(s.Kr[r][32 * hf + k]) + s.kb[32 * hf + k] : 0.f;
-        }
-        rotate_half(qv, kv, s.phi, r, hf, S);
-        if (fin_k && t == T - 1)
-#pragma unroll
-            for (int k = 0; k < 32; k++) fin_k[bh * NN + 32 * hf + k] = kv[k];
-        const float kd = s.cs.scale[r] * s.cs.erev[r];
-#pragma unroll
-        for (int k = 0; k < 32; k += 2) {
-            const float a0 = kd * kv[k], a1 = kd * kv[k + 1];
-            const __nv_bfloat162 hi = __floats2bfloat162_rn(a0, a1);
-            *reinterpret_cast<__nv_bfloat162*>(&s.Kd[r][32 * hf + k]) = hi;
-            *reinterpret_cast<uint32_t*>(&s.Kl[r][32 * hf + k]) =
-                pack_bf16(a0 - __bfloat162float(hi.x), a1 - __bfloat162float(hi.y));
-        }
-    }
-    __syncthreads();
-    float acc[8][4];
-    zero_acc(acc);
-    warp_gemm<true, true>(acc, s.V, s.Kd, r0, 0, L);
-    warp_gemm<true, true>(acc, s.V, s.Kl, r0, 0, L);
-    float* st = states + (bh * NC + c) * PP * NN;
-#pragma unroll
-    for (int j = 0; j < 8; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e += 2)
-            *reinterpret_cast<float2*>(&st[acc_row(r0, e) * NN + acc_col(j, e)]) = make_float2(acc[j][e], acc[j][e + 1]);
-}
-
-// Thread = 4 consecutive (p, n) of one (b, h); blockIdx.x picks a quarter of the P x N state.
-constexpr int NT_PASS = 256, PASS_SPLIT = PP * NN / 4 / NT_PASS;
-__global__ void __launch_bounds__(NT_PASS) mamba3_scan_state_pass_kernel(float* states, float* fin_ssm, const float* adt,
-                                                                        const float* dt, const float* trap,
-                                                                        Mamba3States<float> init, int T, int H) {
-    extern __shared__ float eA[];  // exp(A_c) per chunk
-    const int h = blockIdx.y, b = blockIdx.z, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int64_t bh = (int64_t)b * H + h;
-    const int NC = (T + L - 1) / L;
-    for (int c = warp; c < NC; c += NT_PASS / 32) {
-        const int ta = c * L + lane, tb = ta + 32;
-        float a = (ta < T ? adt[bh * T + ta] : 0.f) + (tb < T ? adt[bh * T + tb] : 0.f);
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) a += __shfl_xor_sync(0xffffffffu, a, o);
-        if (lane == 0) eA[c] = expf(a);
-    }
-    __syncthreads();
-    const int e0 = 4 * (blockIdx.x * NT_PASS + tid), p = e0 / NN, n = e0 % NN;
-    float4 H4 = make_float4(0.f, 0.f, 0.f, 0.f);
-    if (init.ssm) {  // H_init' = H_in + dt_0 (1 - lam_0) v_{-1} k_{-1}^T (no alpha_0: exp(Acs) applies it)
-        const float c0 = dt[bh * T] * (1.f - sigmoidf_(trap[bh * T])), cv = c0 * init.v[bh * PP + p];
-        const float4 h4 = *reinterpret_cast<const float4*>(init.ssm + (bh * PP + p) * NN + n);
-        const float4 k4 = *reinterpret_cast<const float4*>(init.k + bh * NN + n);
-        H4 = make_float4(h4.x + cv * k4.x, h4.y + cv * k4.y, h4.z + cv * k4.z, h4.w + cv * k4.w);
-    }
-    float4* st = reinterpret_cast<float4*>(states + bh * NC * PP * NN + e0);
-    constexpr int U = 8;  // loads of U chunks in flight: none depends on the carried state
-    for (int c0 = 0; c0 < NC; c0 += U) {
-        float4 dH[U];
-#pragma unroll
-        for (int u = 0; u < U; u++)
-            if (c0 + u < NC) dH[u] = __ldcs(st + (int64_t)(c0 + u) * (PP * NN / 4));
-#pragma unroll
-        for (int u = 0; u < U; u++)
-            if (c0 + u < NC) {
-                st[(int64_t)(c0 + u) * (PP * NN / 4)] = H4;
-                const float e = eA[c0 + u];
-                H4 = make_float4(e * H4.x + dH[u].x, e * H4.y + dH[u].y, e * H4.z + dH[u].z, e * H4.w + dH[u].w);
-            }
-    }
-    if (fin_ssm) *reinterpret_cast<float4*>(fin_ssm + (bh * PP + p) * NN + n) = H4;
-}
-
-struct OutSmem {
-    Tile Q, K, V, Hc, Z, Qr, Kr;  // q rot; k~ = s k rot; v; H entering (bf16); z -> o; q_raw (later y); k_raw
-    float phi[L * SMAX];
+struct FwdSmem {
+    Tile Q, K, Kd, Kl, V, Hc, Y, Z;  // q rot; k~ = s k rot; exp(A_c - Acs) k~ as bf16 hi + lo; v; H entering
+                                     // (bf16); y; z -> o
+    Tile Qr, Kr;                     // q_raw, k_raw
+    float theta[L * SMAX];           // this chunk's theta rows (B,T,S), contiguous
+    float phi[L][SMAX + 1];
+    float carry[SMAX];
     float qkd[L];
     float qb[NN], kb[NN];
     ChunkScalars cs;
 };
-__global__ void __launch_bounds__(NT, 3) mamba3_scan_out_kernel(
-    bf16* out, float* fin_v, bf16* y_g, const float* phi_g, const float* states, const bf16* q_raw,
-    const bf16* k_raw, const bf16* v, const float* adt, const float* dt, const float* trap, const float* q_bias,
-    const float* k_bias, const float* Dp, const bf16* z, int T, int H, int G, int S) {
+
+__global__ void __launch_bounds__(NT) mamba3_scan_fwd_kernel(
+    bf16* out, Mamba3States<float> fin, float* phi_g, bf16* y_g, float* states,
+    const bf16* q_raw, const bf16* k_raw, const bf16* v, const float* adt, const float* dt,
+    const float* trap, const float* theta, const float* q_bias, const float* k_bias, const float* Dp,
+    const bf16* z, Mamba3States<float> init, int T, int H, int G, int S) {
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    OutSmem& s = *reinterpret_cast<OutSmem*>(smem_raw);
-    const int c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / (H / G);
+    FwdSmem& s = *reinterpret_cast<FwdSmem*>(smem_raw);
+    const int h = blockIdx.x, b = blockIdx.y, g = h / (H / G);
     const int64_t bh = (int64_t)b * H + h;
-    const int tid = threadIdx.x, warp = tid >> 5, r0 = warp * 16;
-    const int NC = (T + L - 1) / L, t0 = c * L, nrows = min(L, T - t0);
-    const int64_t ldv = (int64_t)H * PP, ldq = (int64_t)G * NN;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, r0 = warp * 16;
+    const int NC = (T + L - 1) / L;
     const float Dh = Dp[h];
     if (tid < NN) { s.qb[tid] = q_bias[h * NN + tid]; s.kb[tid] = k_bias[h * NN + tid]; }
-    load_tile(s.V, v + ((int64_t)b * T + t0) * ldv + h * PP, ldv, nrows);
-    load_tile(s.Z, z + ((int64_t)b * T + t0) * ldv + h * PP, ldv, nrows);
-    load_tile(s.Qr, q_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
-    load_tile(s.Kr, k_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
-    load_floats(s.phi, phi_g + (bh * T + t0) * S, L * S / 4, nrows * S / 4);
-    chunk_scalars(s.cs, adt, dt, trap, bh, T, t0);
-    const float* Hg = states + (bh * NC + c) * PP * NN;
-#pragma unroll
-    for (int k = tid; k < PP * NN / 4; k += NT) {
-        const int p = (4 * k) / NN, n = (4 * k) % NN;
-        const float4 hv = *reinterpret_cast<const float4*>(Hg + 4 * k);
-        *reinterpret_cast<uint32_t*>(&s.Hc[p][n]) = pack_bf16(hv.x, hv.y);
-        *reinterpret_cast<uint32_t*>(&s.Hc[p][n + 2]) = pack_bf16(hv.z, hv.w);
-    }
-    if (fin_v && c == NC - 1 && tid < PP) fin_v[bh * PP + tid] = __bfloat162float(v[((int64_t)b * T + T - 1) * ldv + h * PP + tid]);
-    cp_async_wait_all();
-    __syncthreads();
-    // ---- bias, rotation, scale (§3.1): thread = (row, half of N)
-    {
-        const int r = tid >> 1, hf = tid & 1;
-        const bool ok = r < nrows;
-        float qv[32], kv[32], dot = 0.f;
-#pragma unroll
-        for (int k = 0; k < 32; k++) {
-            qv[k] = ok ? __bfloat162float(s.Qr[r][32 * hf + k]) + s.qb[32 * hf + k] : 0.f;
-            kv[k] = ok ? __bfloat162float(s.Kr[r][32 * hf + k]) + s.kb[32 * hf + k] : 0.f;
-            dot += qv[k] * kv[k];
-        }
-        dot += __shfl_xor_sync(0xffffffffu, dot, 1);
-        if (hf == 0) s.qkd[r] = s.cs.gam[r] * dot;  // diagonal uses gamma, not scale
-        rotate_half(qv, kv, s.phi, r, hf, S);
-        const float sc = s.cs.scale[r];
-#pragma unroll
-        for (int k = 0; k < 32; k += 2) {
-            *reinterpret_cast<uint32_t*>(&s.Q[r][32 * hf + k]) = pack_bf16(qv[k], qv[k + 1]);
-            *reinterpret_cast<uint32_t*>(&s.K[r][32 * hf + k]) = pack_bf16(sc * kv[k], sc * kv[k + 1]);
-        }
-    }
-    __syncthreads();
-    Tile& Y = s.Qr;  // q_raw is dead after the rotation (and the barrier above)
-    {
-        float accS[8][4], accY[8][4];
-        zero_acc(accS);
-        warp_gemm<false, false>(accS, s.Q, s.K, r0, 0, NN);
+    if (tid < SMAX) s.carry[tid] = (init.angle && tid < S) ? init.angle[bh * S + tid] : 0.f;
+
+    // H_init' = H_in + dt_0 (1 - lam_0) v_{-1} k_{-1}^T (no alpha_0: exp(Acs) applies it), in registers
+    float accH[8][4];
+    zero_acc(accH);
+    if (init.ssm) {
+        const float c0 = dt[bh * T] * (1.f - sigmoidf_(trap[bh * T]));
 #pragma unroll
         for (int j = 0; j < 8; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                const int i = acc_row(r0, e), jj = acc_col(j, e);
-                accS[j][e] = i > jj ? accS[j][e] * __expf(s.cs.acs[i] - s.cs.acs[jj]) : 0.f;
+                const int p = acc_row(r0, e), n = acc_col(j, e);
+                accH[j][e] = init.ssm[(bh * PP + p) * NN + n] + c0 * init.v[bh * PP + p] * init.k[bh * NN + n];
             }
-        zero_acc(accY);
-        warp_gemm<false, false>(accY, s.Q, s.Hc, r0, 0, NN);
+    }
 #pragma unroll
-        for (int j = 0; j < 8; j++)
+    for (int j = 0; j < 8; j++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) accY[j][e] *= s.cs.eacs[acc_row(r0, e)];
-        warp_gemm_regA(accY, accS, s.V, warp + 1);
+        for (int e = 0; e < 4; e += 2)
+            *reinterpret_cast<uint32_t*>(&s.Hc[acc_row(r0, e)][acc_col(j, e)]) = pack_bf16(accH[j][e], accH[j][e + 1]);
+
+    for (int c = 0; c < NC; c++) {
+        const int t0 = c * L, nrows = min(L, T - t0);
+        __syncthreads();  // previous chunk's readers of every tile are done
+        const int64_t ldv = (int64_t)H * PP, ldq = (int64_t)G * NN;
+        load_tile(s.V, v + ((int64_t)b * T + t0) * ldv + h * PP, ldv, nrows);
+        load_tile(s.Z, z + ((int64_t)b * T + t0) * ldv + h * PP, ldv, nrows);
+        load_tile(s.Qr, q_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
+        load_tile(s.Kr, k_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
+        load_floats(s.theta, theta + ((int64_t)b * T + t0) * S, L * S / 4, nrows * S / 4);
+        chunk_scalars(s.cs, adt, dt, trap, bh, T, t0);
+        cp_async_wait_all();
+        __syncthreads();
+        // ---- angles (§3.6): phi = carry + cumsum(pi tanh(theta) dt), mod 2pi; carry mod 2pi
+        for (int i = warp; i < S; i += 4) {
+            float w0 = 0.f, w1 = 0.f;
+            if (lane < nrows) w0 = kPi * tanhf(s.theta[lane * S + i]) * s.cs.dtv[lane];
+            if (lane + 32 < nrows) w1 = kPi * tanhf(s.theta[(lane + 32) * S + i]) * s.cs.dtv[lane + 32];
+#pragma unroll
+            for (int o = 1; o < 32; o <<= 1) {
+                float y0 = __shfl_up_sync(0xffffffffu, w0, o), y1 = __shfl_up_sync(0xffffffffu, w1, o);
+                if (lane >= o) { w0 += y0; w1 += y1; }
+            }
+            w1 += __shfl_sync(0xffffffffu, w0, 31);
+            const float tot = __shfl_sync(0xffffffffu, w1, 31), carry = s.carry[i];
+            const float p0 = reduce_2pi(carry + w0), p1 = reduce_2pi(carry + w1);
+            s.phi[lane][i] = p0; s.phi[lane + 32][i] = p1;
+            if (lane < nrows) phi_g[(bh * T + t0 + lane) * S + i] = p0;
+            if (lane + 32 < nrows) phi_g[(bh * T + t0 + lane + 32) * S + i] = p1;
+            __syncwarp();
+            if (lane == 0) s.carry[i] = reduce_2pi(carry + tot);
+        }
+        __syncthreads();
+        // ---- bias, rotation, scale (§3.1): thread = (row, half of N)
+        {
+            const int r = tid >> 1, hf = tid & 1, t = t0 + r;
+            const bool ok = r < nrows;
+            float qv[32], kv[32], dot = 0.f;
+#pragma unroll
+            for (int k = 0; k < 32; k++) {
+                qv[k] = ok ? __bfloat162float(s.Qr[r][32 * hf + k]) + s.qb[32 * hf + k] : 0.f;
+                kv[k] = ok ? __bfloat162float(s.Kr[r][32 * hf + k]) + s.kb[32 * hf + k] : 0.f;
+                dot += qv[k] * kv[k];
+            }
+            dot += __shfl_xor_sync(0xffffffffu, dot, 1);
+            if (hf == 0) s.qkd[r] = s.cs.gam[r] * dot;  // diagonal uses gamma, not scale
+#pragma unroll
+            for (int j = 0; j < 16; j++) {
+                const int i = 16 * hf + j;
+                if (i < S) {
+                    float sn, cs;
+                    sincos_angle(s.phi[r][i], &sn, &cs);
+                    const float q0 = qv[2 * j], q1 = qv[2 * j + 1], k0 = kv[2 * j], k1 = kv[2 * j + 1];
+                    qv[2 * j] = q0 * cs - q1 * sn; qv[2 * j + 1] = q0 * sn + q1 * cs;
+                    kv[2 * j] = k0 * cs - k1 * sn; kv[2 * j + 1] = k0 * sn + k1 * cs;
+                }
+            }
+            if (fin.k && t == T - 1)
+#pragma unroll
+                for (int k = 0; k < 32; k++) fin.k[bh * NN + 32 * hf + k] = kv[k];
+            const float sc = s.cs.scale[r], kd = sc * s.cs.erev[r];
+#pragma unroll
+            for (int k = 0; k < 32; k += 2) {
+                *reinterpret_cast<uint32_t*>(&s.Q[r][32 * hf + k]) = pack_bf16(qv[k], qv[k + 1]);
+                *reinterpret_cast<uint32_t*>(&s.K[r][32 * hf + k]) = pack_bf16(sc * kv[k], sc * kv[k + 1]);
+                // the state update takes k~ as hi + lo bf16 parts: the state stays fp32-accurate
+                const float a0 = kd * kv[k], a1 = kd * kv[k + 1];
+                const __nv_bfloat162 hi = __floats2bfloat162_rn(a0, a1);
+                *reinterpret_cast<__nv_bfloat162*>(&s.Kd[r][32 * hf + k]) = hi;
+                *reinterpret_cast<uint32_t*>(&s.Kl[r][32 * hf + k]) =
+                    pack_bf16(a0 - __bfloat162float(hi.x), a1 - __bfloat162float(hi.y));
+            }
+        }
+        if (fin.v && c == NC - 1 && tid < PP)
+            fin.v[bh * PP + tid] = __bfloat162float(v[((int64_t)b * T + T - 1) * ldv + h * PP + tid]);
+        __syncthreads();
+        // ---- y_i = exp(Acs_i) Hc q_i + sum_{j<i} (q_i.k~_j) exp(Acs_i - Acs_j) v_j + (D + d_i) v_i
+        {
+            float accS[8][4], accY[8][4];
+            zero_acc(accS);
+            warp_gemm<false, false>(accS, s.Q, s.K, r0, 0, NN);
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int i = acc_row(r0, e), jj = acc_col(j, e);
+                    accS[j][e] = i > jj ? accS[j][e] * __expf(s.cs.acs[i] - s.cs.acs[jj]) : 0.f;
+                }
+            zero_acc(accY);
+            warp_gemm<false, false>(accY, s.Q, s.Hc, r0, 0, NN);
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) accY[j][e] *= s.cs.eacs[acc_row(r0, e)];
+            warp_gemm_regA(accY, accS, s.V, warp + 1);
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e += 2) {
+                    const int i = acc_row(r0, e), p = acc_col(j, e);
+                    const float dg = Dh + s.qkd[i];
+                    const float y0 = accY[j][e] + dg * __bfloat162float(s.V[i][p]);
+                    const float y1 = accY[j][e + 1] + dg * __bfloat162float(s.V[i][p + 1]);
+                    const float z0 = __bfloat162float(s.Z[i][p]), z1 = __bfloat162float(s.Z[i][p + 1]);
+                    *reinterpret_cast<uint32_t*>(&s.Y[i][p]) = pack_bf16(y0, y1);
+                    *reinterpret_cast<uint32_t*>(&s.Z[i][p]) =
+                        pack_bf16(y0 * z0 * sigmoidf_(z0), y1 * z1 * sigmoidf_(z1));
+                }
+        }
+        __syncthreads();
+        // ---- write y, out (coalesced); save the state entering this chunk; update the state
+        for (int k = tid; k < L * 8; k += NT) {
+            const int r = k >> 3, c8 = (k & 7) * 8;
+            if (r < nrows) {
+                const int64_t o = ((int64_t)b * T + t0 + r) * ldv + h * PP + c8;
+                *reinterpret_cast<uint4*>(y_g + o) = *reinterpret_cast<const uint4*>(&s.Y[r][c8]);
+                *reinterpret_cast<uint4*>(out + o) = *reinterpret_cast<const uint4*>(&s.Z[r][c8]);
+            }
+        }
+        float* st = states + (bh * NC + c) * PP * NN;
+        const float eAc = expf(s.cs.acs[L - 1]);
 #pragma unroll
         for (int j = 0; j < 8; j++)
 #pragma unroll
             for (int e = 0; e < 4; e += 2) {
-                const int i = acc_row(r0, e), p = acc_col(j, e);
-                const float dg = Dh + s.qkd[i];
-                const float y0 = accY[j][e] + dg * __bfloat162float(s.V[i][p]);
-                const float y1 = accY[j][e + 1] + dg * __bfloat162float(s.V[i][p + 1]);
-                const float z0 = __bfloat162float(s.Z[i][p]), z1 = __bfloat162float(s.Z[i][p + 1]);
-                *reinterpret_cast<uint32_t*>(&Y[i][p]) = pack_bf16(y0, y1);
-                *reinterpret_cast<uint32_t*>(&s.Z[i][p]) = pack_bf16(y0 * z0 * sigmoidf_(z0), y1 * z1 * sigmoidf_(z1));
+                *reinterpret_cast<float2*>(&st[acc_row(r0, e) * NN + acc_col(j, e)]) = make_float2(accH[j][e], accH[j][e + 1]);
+                accH[j][e] *= eAc; accH[j][e + 1] *= eAc;
             }
+        // Hc <- exp(A_c) Hc + sum_j v_j (exp(A_c - Acs_j) k~_j)^T
+        warp_gemm<true, true>(accH, s.V, s.Kd, r0, 0, L);
+        warp_gemm<true, true>(accH, s.V, s.Kl, r0, 0, L);
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e += 2)
+                *reinterpret_cast<uint32_t*>(&s.Hc[acc_row(r0, e)][acc_col(j, e)]) = pack_bf16(accH[j][e], accH[j][e + 1]);
     }
     __syncthreads();
-    for (int k = tid; k < L * 8; k += NT) {
-        const int r = k >> 3, c8 = (k & 7) * 8;
-        if (r < nrows) {
-            const int64_t o = ((int64_t)b * T + t0 + r) * ldv + h * PP + c8;
-            *reinterpret_cast<uint4*>(y_g + o) = *reinterpret_cast<const uint4*>(&Y[r][c8]);
-            *reinterpret_cast<uint4*>(out + o) = *reinterpret_cast<const uint4*>(&s.Z[r][c8]);
-        }
+    if (fin.ssm) {
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) fin.ssm[(bh * PP + acc_row(r0, e)) * NN + acc_col(j, e)] = accH[j][e];
     }
+    if (fin.angle && tid < S) fin.angle[bh * S + tid] = s.carry[tid];
 }
+
 // ================================================================ backward
 struct BwdSmem {
     Tile Q, K, V, dY, Hc, dH, P1, P2, Qr, Kr;  // q rot; k~; v; dy; H entering; dH leaving; M.G' (later
@@ -919,26 +858,15 @@ void mamba3_scan_forward(bf16* out, const Mamba3States<float>* fin, float* phi, 
                          const float* D, const bf16* z, const Mamba3States<float>* init, const Mamba3Dims& d,
                          cudaStream_t stream) {
     check_dims(d, "mamba3_scan_forward");
-    const Mamba3States<float> f = states_or_null(fin), in = states_or_null(init);
-    const int NC = d.nchunks();
+    const size_t smem = sizeof(FwdSmem);
     static bool attr = false;
     if (!attr) {
-        cudaCheck(cudaFuncSetAttribute(mamba3_scan_chunk_state_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       (int)sizeof(ChunkStateSmem)));
-        cudaCheck(cudaFuncSetAttribute(mamba3_scan_out_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       (int)sizeof(OutSmem)));
+        cudaCheck(cudaFuncSetAttribute(mamba3_scan_fwd_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         attr = true;
     }
-    mamba3_scan_angle_kernel<<<dim3(d.H, d.B), 32 * d.S, 0, stream>>>(phi, f.angle, dt, theta, in.angle, d.T, d.H, d.S);
-    cudaCheckLaunch();
-    mamba3_scan_chunk_state_kernel<<<dim3(NC, d.H, d.B), NT, sizeof(ChunkStateSmem), stream>>>(
-        states, f.k, phi, k_raw, v, adt, dt, trap, k_bias, d.T, d.H, d.G, d.S);
-    cudaCheckLaunch();
-    mamba3_scan_state_pass_kernel<<<dim3(PASS_SPLIT, d.H, d.B), NT_PASS, NC * sizeof(float), stream>>>(
-        states, f.ssm, adt, dt, trap, in, d.T, d.H);
-    cudaCheckLaunch();
-    mamba3_scan_out_kernel<<<dim3(NC, d.H, d.B), NT, sizeof(OutSmem), stream>>>(
-        out, f.v, y, phi, states, q_raw, k_raw, v, adt, dt, trap, q_bias, k_bias, D, z, d.T, d.H, d.G, d.S);
+    mamba3_scan_fwd_kernel<<<dim3(d.H, d.B), NT, smem, stream>>>(out, states_or_null(fin), phi, y, states, q_raw, k_raw, v,
+                                                                  adt, dt, trap, theta, q_bias, k_bias, D, z,
+                                                                  states_or_null(init), d.T, d.H, d.G, d.S);
     cudaCheckLaunch();
 }
 
