@@ -13,7 +13,8 @@
 
 namespace {
 constexpr int L = 64, NN = 64, PP = 64, SMAX = 32, LD = 72;  // LD: tile row pitch (bf16), 144 B
-constexpr int NT = 128;                                       // threads per CTA (4 warps)
+constexpr int NT = 128;                                       // threads per backward CTA (4 warps)
+constexpr int NTF = 256;                                      // threads per forward CTA (8 warps)
 constexpr float kPi = 3.14159265358979323846f, kTwoPi = 6.28318530717958647692f;
 typedef __nv_bfloat16 bf16;
 typedef bf16 Tile[L][LD];
@@ -46,47 +47,31 @@ __device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// acc (16 x 64, rows r0..r0+15 of the warp) += A (rows r0.., k in [k0,k1)) * B (k x 64).
+// acc (16 x 8NJ, rows r0..r0+15 of the warp, cols n0..n0+8NJ-1) += A (rows r0.., k in [k0,k1)) * B (k x cols).
 // AT: A is stored transposed ([k][m]); BT: B is stored [k][n] (else [n][k], the mma "col" layout).
-// Accumulator element e of n-tile j sits at row r0 + lane/4 + 8*(e>=2), col 8j + 2*(lane%4) + (e&1).
-template <bool AT, bool BT>
-__device__ __forceinline__ void warp_gemm(float acc[8][4], const Tile& A, const Tile& B, int r0, int k0, int k1) {
+// Accumulator element e of n-tile j sits at row r0 + lane/4 + 8*(e>=2), col n0 + 8j + 2*(lane%4) + (e&1).
+template <bool AT, bool BT, int NJ = 8>
+__device__ __forceinline__ void warp_gemm(float (*acc)[4], const Tile& A, const Tile& B, int r0, int k0, int k1,
+                                          int n0 = 0) {
     const int l = threadIdx.x & 31;
     for (int kk = k0; kk < k1; kk += 16) {
         uint32_t a[4];
         if (!AT) ldsm4(a, &A[r0 + (l & 15)][kk + (l >> 4) * 8]);
         else ldsm4t(a, &A[kk + (l & 7) + ((l >> 4) << 3)][r0 + ((l >> 3) & 1) * 8]);
 #pragma unroll
-        for (int nn = 0; nn < 4; nn++) {
+        for (int nn = 0; nn < NJ / 2; nn++) {
             uint32_t b[4];
-            if (!BT) ldsm4(b, &B[nn * 16 + (l & 7) + ((l >> 4) << 3)][kk + ((l >> 3) & 1) * 8]);
-            else ldsm4t(b, &B[kk + (l & 7) + (((l >> 3) & 1) << 3)][nn * 16 + (l >> 4) * 8]);
+            if (!BT) ldsm4(b, &B[n0 + nn * 16 + (l & 7) + ((l >> 4) << 3)][kk + ((l >> 3) & 1) * 8]);
+            else ldsm4t(b, &B[kk + (l & 7) + (((l >> 3) & 1) << 3)][n0 + nn * 16 + (l >> 4) * 8]);
             mma16816(acc[2 * nn], a, b[0], b[1]);
             mma16816(acc[2 * nn + 1], a, b[2], b[3]);
         }
     }
 }
-// acc += Areg (16 x 16*nk, the accumulator layout of a previous product, rounded to bf16) * B ([k][n]).
-__device__ __forceinline__ void warp_gemm_regA(float acc[8][4], const float Ar[8][4], const Tile& B, int nk) {
-    const int l = threadIdx.x & 31;
+template <int NJ = 8>
+__device__ __forceinline__ void zero_acc(float (*acc)[4]) {
 #pragma unroll
-    for (int q = 0; q < 4; q++) {
-        if (q >= nk) break;
-        uint32_t a[4] = {pack_bf16(Ar[2 * q][0], Ar[2 * q][1]), pack_bf16(Ar[2 * q][2], Ar[2 * q][3]),
-                         pack_bf16(Ar[2 * q + 1][0], Ar[2 * q + 1][1]), pack_bf16(Ar[2 * q + 1][2], Ar[2 * q + 1][3])};
-        const int kk = q * 16;
-#pragma unroll
-        for (int nn = 0; nn < 4; nn++) {
-            uint32_t b[4];
-            ldsm4t(b, &B[kk + (l & 7) + (((l >> 3) & 1) << 3)][nn * 16 + (l >> 4) * 8]);
-            mma16816(acc[2 * nn], a, b[0], b[1]);
-            mma16816(acc[2 * nn + 1], a, b[2], b[3]);
-        }
-    }
-}
-__device__ __forceinline__ void zero_acc(float acc[8][4]) {
-#pragma unroll
-    for (int j = 0; j < 8; j++)
+    for (int j = 0; j < NJ; j++)
 #pragma unroll
         for (int e = 0; e < 4; e++) acc[j][e] = 0.f;
 }
@@ -100,17 +85,19 @@ __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool vali
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(sa), "l"(src), "r"(valid ? 16 : 0));
 }
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
-// 64 rows x 64 bf16 (row stride `ld` elements) into a tile; rows >= nrows are zero.
+// 64 rows x 64 bf16 (row stride `ld` elements) into a tile; rows >= nrows are zero. NTH: threads per CTA.
+template <int NTH>
 __device__ __forceinline__ void load_tile(Tile& dst, const bf16* src, int64_t ld, int nrows) {
 #pragma unroll
-    for (int k = threadIdx.x; k < L * 8; k += NT) {
+    for (int k = threadIdx.x; k < L * 8; k += NTH) {
         const int r = k >> 3, c8 = (k & 7) * 8;
         cp_async16(&dst[r][c8], src + (r < nrows ? r * ld + c8 : 0), r < nrows);
     }
 }
 // n16 16-byte pieces of contiguous floats, the first nvalid16 real, the rest zero.
+template <int NTH>
 __device__ __forceinline__ void load_floats(float* dst, const float* src, int n16, int nvalid16) {
-    for (int k = threadIdx.x; k < n16; k += NT) cp_async16(dst + 4 * k, src + (k < nvalid16 ? 4 * k : 0), k < nvalid16);
+    for (int k = threadIdx.x; k < n16; k += NTH) cp_async16(dst + 4 * k, src + (k < nvalid16 ? 4 * k : 0), k < nvalid16);
 }
 
 // Per-chunk scalars shared by both directions (threads 0..63, one position each; padded rows get
@@ -149,10 +136,12 @@ __device__ void chunk_scalars(ChunkScalars& s, const float* adt, const float* dt
 }
 
 // ================================================================ forward
+// 8 warps: warp w owns rows [16(w%4), +16) and columns [32(w/4), +32) of every 64 x 64 product and of
+// the state H, so each warp's dependent chain (the walk's time, see notes/scan.md) is half as long.
 struct FwdSmem {
     Tile Q, K, Kd, Kl, V, Hc, Y, Z;  // q rot; k~ = s k rot; exp(A_c - Acs) k~ as bf16 hi + lo; v; H entering
                                      // (bf16); y; z -> o
-    Tile Qr, Kr;                     // q_raw, k_raw
+    Tile Qr, Kr;                     // q_raw, k_raw (Qr holds the masked scores once q is rotated)
     float theta[L * SMAX];           // this chunk's theta rows (B,T,S), contiguous
     float phi[L][SMAX + 1];
     float carry[SMAX];
@@ -161,7 +150,7 @@ struct FwdSmem {
     ChunkScalars cs;
 };
 
-__global__ void __launch_bounds__(NT) mamba3_scan_fwd_kernel(
+__global__ void __launch_bounds__(NTF, 2) mamba3_scan_fwd_kernel(
     bf16* out, Mamba3States<float> fin, float* phi_g, bf16* y_g, float* states,
     const bf16* q_raw, const bf16* k_raw, const bf16* v, const float* adt, const float* dt,
     const float* trap, const float* theta, const float* q_bias, const float* k_bias, const float* Dp,
@@ -170,45 +159,45 @@ __global__ void __launch_bounds__(NT) mamba3_scan_fwd_kernel(
     FwdSmem& s = *reinterpret_cast<FwdSmem*>(smem_raw);
     const int h = blockIdx.x, b = blockIdx.y, g = h / (H / G);
     const int64_t bh = (int64_t)b * H + h;
-    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, r0 = warp * 16;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, r0 = (warp & 3) * 16, c0 = (warp >> 2) * 32;
     const int NC = (T + L - 1) / L;
     const float Dh = Dp[h];
     if (tid < NN) { s.qb[tid] = q_bias[h * NN + tid]; s.kb[tid] = k_bias[h * NN + tid]; }
     if (tid < SMAX) s.carry[tid] = (init.angle && tid < S) ? init.angle[bh * S + tid] : 0.f;
 
     // H_init' = H_in + dt_0 (1 - lam_0) v_{-1} k_{-1}^T (no alpha_0: exp(Acs) applies it), in registers
-    float accH[8][4];
-    zero_acc(accH);
+    float accH[4][4];
+    zero_acc<4>(accH);
     if (init.ssm) {
-        const float c0 = dt[bh * T] * (1.f - sigmoidf_(trap[bh * T]));
+        const float c0v = dt[bh * T] * (1.f - sigmoidf_(trap[bh * T]));
 #pragma unroll
-        for (int j = 0; j < 8; j++)
+        for (int j = 0; j < 4; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                const int p = acc_row(r0, e), n = acc_col(j, e);
-                accH[j][e] = init.ssm[(bh * PP + p) * NN + n] + c0 * init.v[bh * PP + p] * init.k[bh * NN + n];
+                const int p = acc_row(r0, e), n = c0 + acc_col(j, e);
+                accH[j][e] = init.ssm[(bh * PP + p) * NN + n] + c0v * init.v[bh * PP + p] * init.k[bh * NN + n];
             }
     }
 #pragma unroll
-    for (int j = 0; j < 8; j++)
+    for (int j = 0; j < 4; j++)
 #pragma unroll
         for (int e = 0; e < 4; e += 2)
-            *reinterpret_cast<uint32_t*>(&s.Hc[acc_row(r0, e)][acc_col(j, e)]) = pack_bf16(accH[j][e], accH[j][e + 1]);
+            *reinterpret_cast<uint32_t*>(&s.Hc[acc_row(r0, e)][c0 + acc_col(j, e)]) = pack_bf16(accH[j][e], accH[j][e + 1]);
 
     for (int c = 0; c < NC; c++) {
         const int t0 = c * L, nrows = min(L, T - t0);
         __syncthreads();  // previous chunk's readers of every tile are done
         const int64_t ldv = (int64_t)H * PP, ldq = (int64_t)G * NN;
-        load_tile(s.V, v + ((int64_t)b * T + t0) * ldv + h * PP, ldv, nrows);
-        load_tile(s.Z, z + ((int64_t)b * T + t0) * ldv + h * PP, ldv, nrows);
-        load_tile(s.Qr, q_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
-        load_tile(s.Kr, k_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
-        load_floats(s.theta, theta + ((int64_t)b * T + t0) * S, L * S / 4, nrows * S / 4);
+        load_tile<NTF>(s.V, v + ((int64_t)b * T + t0) * ldv + h * PP, ldv, nrows);
+        load_tile<NTF>(s.Z, z + ((int64_t)b * T + t0) * ldv + h * PP, ldv, nrows);
+        load_tile<NTF>(s.Qr, q_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
+        load_tile<NTF>(s.Kr, k_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
+        load_floats<NTF>(s.theta, theta + ((int64_t)b * T + t0) * S, L * S / 4, nrows * S / 4);
         chunk_scalars(s.cs, adt, dt, trap, bh, T, t0);
         cp_async_wait_all();
         __syncthreads();
         // ---- angles (§3.6): phi = carry + cumsum(pi tanh(theta) dt), mod 2pi; carry mod 2pi
-        for (int i = warp; i < S; i += 4) {
+        for (int i = warp; i < S; i += NTF / 32) {
             float w0 = 0.f, w1 = 0.f;
             if (lane < nrows) w0 = kPi * tanhf(s.theta[lane * S + i]) * s.cs.dtv[lane];
             if (lane + 32 < nrows) w1 = kPi * tanhf(s.theta[(lane + 32) * S + i]) * s.cs.dtv[lane + 32];
@@ -227,22 +216,23 @@ __global__ void __launch_bounds__(NT) mamba3_scan_fwd_kernel(
             if (lane == 0) s.carry[i] = reduce_2pi(carry + tot);
         }
         __syncthreads();
-        // ---- bias, rotation, scale (§3.1): thread = (row, half of N)
+        // ---- bias, rotation, scale (§3.1): thread = (row, quarter of N)
         {
-            const int r = tid >> 1, hf = tid & 1, t = t0 + r;
+            const int r = tid >> 2, qt = tid & 3, n0 = 16 * qt, t = t0 + r;
             const bool ok = r < nrows;
-            float qv[32], kv[32], dot = 0.f;
+            float qv[16], kv[16], dot = 0.f;
 #pragma unroll
-            for (int k = 0; k < 32; k++) {
-                qv[k] = ok ? __bfloat162float(s.Qr[r][32 * hf + k]) + s.qb[32 * hf + k] : 0.f;
-                kv[k] = ok ? __bfloat162float(s.Kr[r][32 * hf + k]) + s.kb[32 * hf + k] : 0.f;
+            for (int k = 0; k < 16; k++) {
+                qv[k] = ok ? __bfloat162float(s.Qr[r][n0 + k]) + s.qb[n0 + k] : 0.f;
+                kv[k] = ok ? __bfloat162float(s.Kr[r][n0 + k]) + s.kb[n0 + k] : 0.f;
                 dot += qv[k] * kv[k];
             }
             dot += __shfl_xor_sync(0xffffffffu, dot, 1);
-            if (hf == 0) s.qkd[r] = s.cs.gam[r] * dot;  // diagonal uses gamma, not scale
+            dot += __shfl_xor_sync(0xffffffffu, dot, 2);
+            if (qt == 0) s.qkd[r] = s.cs.gam[r] * dot;  // diagonal uses gamma, not scale
 #pragma unroll
-            for (int j = 0; j < 16; j++) {
-                const int i = 16 * hf + j;
+            for (int j = 0; j < 8; j++) {
+                const int i = 8 * qt + j;
                 if (i < S) {
                     float sn, cs;
                     sincos_angle(s.phi[r][i], &sn, &cs);
@@ -253,17 +243,17 @@ __global__ void __launch_bounds__(NT) mamba3_scan_fwd_kernel(
             }
             if (fin.k && t == T - 1)
 #pragma unroll
-                for (int k = 0; k < 32; k++) fin.k[bh * NN + 32 * hf + k] = kv[k];
+                for (int k = 0; k < 16; k++) fin.k[bh * NN + n0 + k] = kv[k];
             const float sc = s.cs.scale[r], kd = sc * s.cs.erev[r];
 #pragma unroll
-            for (int k = 0; k < 32; k += 2) {
-                *reinterpret_cast<uint32_t*>(&s.Q[r][32 * hf + k]) = pack_bf16(qv[k], qv[k + 1]);
-                *reinterpret_cast<uint32_t*>(&s.K[r][32 * hf + k]) = pack_bf16(sc * kv[k], sc * kv[k + 1]);
+            for (int k = 0; k < 16; k += 2) {
+                *reinterpret_cast<uint32_t*>(&s.Q[r][n0 + k]) = pack_bf16(qv[k], qv[k + 1]);
+                *reinterpret_cast<uint32_t*>(&s.K[r][n0 + k]) = pack_bf16(sc * kv[k], sc * kv[k + 1]);
                 // the state update takes k~ as hi + lo bf16 parts: the state stays fp32-accurate
                 const float a0 = kd * kv[k], a1 = kd * kv[k + 1];
                 const __nv_bfloat162 hi = __floats2bfloat162_rn(a0, a1);
-                *reinterpret_cast<__nv_bfloat162*>(&s.Kd[r][32 * hf + k]) = hi;
-                *reinterpret_cast<uint32_t*>(&s.Kl[r][32 * hf + k]) =
+                *reinterpret_cast<__nv_bfloat162*>(&s.Kd[r][n0 + k]) = hi;
+                *reinterpret_cast<uint32_t*>(&s.Kl[r][n0 + k]) =
                     pack_bf16(a0 - __bfloat162float(hi.x), a1 - __bfloat162float(hi.y));
             }
         }
@@ -271,41 +261,46 @@ __global__ void __launch_bounds__(NT) mamba3_scan_fwd_kernel(
             fin.v[bh * PP + tid] = __bfloat162float(v[((int64_t)b * T + T - 1) * ldv + h * PP + tid]);
         __syncthreads();
         // ---- y_i = exp(Acs_i) Hc q_i + sum_{j<i} (q_i.k~_j) exp(Acs_i - Acs_j) v_j + (D + d_i) v_i
-        {
-            float accS[8][4], accY[8][4];
-            zero_acc(accS);
-            warp_gemm<false, false>(accS, s.Q, s.K, r0, 0, NN);
+        // The masked scores go to the (now dead) q_raw tile: S.V needs whole rows of them.
+        Tile& Sc = s.Qr;
+        if (c0 < r0 + 16) {  // else every column of this warp is at or above the diagonal
+            float accS[4][4];
+            zero_acc<4>(accS);
+            warp_gemm<false, false, 4>(accS, s.Q, s.K, r0, 0, NN, c0);
 #pragma unroll
-            for (int j = 0; j < 8; j++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int i = acc_row(r0, e), jj = acc_col(j, e);
-                    accS[j][e] = i > jj ? accS[j][e] * __expf(s.cs.acs[i] - s.cs.acs[jj]) : 0.f;
-                }
-            zero_acc(accY);
-            warp_gemm<false, false>(accY, s.Q, s.Hc, r0, 0, NN);
-#pragma unroll
-            for (int j = 0; j < 8; j++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) accY[j][e] *= s.cs.eacs[acc_row(r0, e)];
-            warp_gemm_regA(accY, accS, s.V, warp + 1);
-#pragma unroll
-            for (int j = 0; j < 8; j++)
+            for (int j = 0; j < 4; j++)
 #pragma unroll
                 for (int e = 0; e < 4; e += 2) {
-                    const int i = acc_row(r0, e), p = acc_col(j, e);
-                    const float dg = Dh + s.qkd[i];
-                    const float y0 = accY[j][e] + dg * __bfloat162float(s.V[i][p]);
-                    const float y1 = accY[j][e + 1] + dg * __bfloat162float(s.V[i][p + 1]);
-                    const float z0 = __bfloat162float(s.Z[i][p]), z1 = __bfloat162float(s.Z[i][p + 1]);
-                    *reinterpret_cast<uint32_t*>(&s.Y[i][p]) = pack_bf16(y0, y1);
-                    *reinterpret_cast<uint32_t*>(&s.Z[i][p]) =
-                        pack_bf16(y0 * z0 * sigmoidf_(z0), y1 * z1 * sigmoidf_(z1));
+                    const int i = acc_row(r0, e), jj = c0 + acc_col(j, e);
+                    const float s0 = i > jj ? accS[j][e] * __expf(s.cs.acs[i] - s.cs.acs[jj]) : 0.f;
+                    const float s1 = i > jj + 1 ? accS[j][e + 1] * __expf(s.cs.acs[i] - s.cs.acs[jj + 1]) : 0.f;
+                    *reinterpret_cast<uint32_t*>(&Sc[i][jj]) = pack_bf16(s0, s1);
                 }
         }
+        float accY[4][4];
+        zero_acc<4>(accY);
+        warp_gemm<false, false, 4>(accY, s.Q, s.Hc, r0, 0, NN, c0);
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) accY[j][e] *= s.cs.eacs[acc_row(r0, e)];
+        __syncthreads();  // every score row is complete
+        warp_gemm<false, true, 4>(accY, Sc, s.V, r0, 0, r0 + 16, c0);
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e += 2) {
+                const int i = acc_row(r0, e), p = c0 + acc_col(j, e);
+                const float dg = Dh + s.qkd[i];
+                const float y0 = accY[j][e] + dg * __bfloat162float(s.V[i][p]);
+                const float y1 = accY[j][e + 1] + dg * __bfloat162float(s.V[i][p + 1]);
+                const float z0 = __bfloat162float(s.Z[i][p]), z1 = __bfloat162float(s.Z[i][p + 1]);
+                *reinterpret_cast<uint32_t*>(&s.Y[i][p]) = pack_bf16(y0, y1);
+                *reinterpret_cast<uint32_t*>(&s.Z[i][p]) = pack_bf16(y0 * z0 * sigmoidf_(z0), y1 * z1 * sigmoidf_(z1));
+            }
         __syncthreads();
         // ---- write y, out (coalesced); save the state entering this chunk; update the state
-        for (int k = tid; k < L * 8; k += NT) {
+        for (int k = tid; k < L * 8; k += NTF) {
             const int r = k >> 3, c8 = (k & 7) * 8;
             if (r < nrows) {
                 const int64_t o = ((int64_t)b * T + t0 + r) * ldv + h * PP + c8;
@@ -316,27 +311,27 @@ __global__ void __launch_bounds__(NT) mamba3_scan_fwd_kernel(
         float* st = states + (bh * NC + c) * PP * NN;
         const float eAc = expf(s.cs.acs[L - 1]);
 #pragma unroll
-        for (int j = 0; j < 8; j++)
+        for (int j = 0; j < 4; j++)
 #pragma unroll
             for (int e = 0; e < 4; e += 2) {
-                *reinterpret_cast<float2*>(&st[acc_row(r0, e) * NN + acc_col(j, e)]) = make_float2(accH[j][e], accH[j][e + 1]);
+                *reinterpret_cast<float2*>(&st[acc_row(r0, e) * NN + c0 + acc_col(j, e)]) = make_float2(accH[j][e], accH[j][e + 1]);
                 accH[j][e] *= eAc; accH[j][e + 1] *= eAc;
             }
         // Hc <- exp(A_c) Hc + sum_j v_j (exp(A_c - Acs_j) k~_j)^T
-        warp_gemm<true, true>(accH, s.V, s.Kd, r0, 0, L);
-        warp_gemm<true, true>(accH, s.V, s.Kl, r0, 0, L);
+        warp_gemm<true, true, 4>(accH, s.V, s.Kd, r0, 0, L, c0);
+        warp_gemm<true, true, 4>(accH, s.V, s.Kl, r0, 0, L, c0);
 #pragma unroll
-        for (int j = 0; j < 8; j++)
+        for (int j = 0; j < 4; j++)
 #pragma unroll
             for (int e = 0; e < 4; e += 2)
-                *reinterpret_cast<uint32_t*>(&s.Hc[acc_row(r0, e)][acc_col(j, e)]) = pack_bf16(accH[j][e], accH[j][e + 1]);
+                *reinterpret_cast<uint32_t*>(&s.Hc[acc_row(r0, e)][c0 + acc_col(j, e)]) = pack_bf16(accH[j][e], accH[j][e + 1]);
     }
     __syncthreads();
     if (fin.ssm) {
 #pragma unroll
-        for (int j = 0; j < 8; j++)
+        for (int j = 0; j < 4; j++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) fin.ssm[(bh * PP + acc_row(r0, e)) * NN + acc_col(j, e)] = accH[j][e];
+            for (int e = 0; e < 4; e++) fin.ssm[(bh * PP + acc_row(r0, e)) * NN + c0 + acc_col(j, e)] = accH[j][e];
     }
     if (fin.angle && tid < S) fin.angle[bh * S + tid] = s.carry[tid];
 }
@@ -398,11 +393,11 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
         const int t0 = c * L, nrows = min(L, T - t0);
         __syncthreads();
         // saved phi, theta, v, q_raw, k_raw (async), the state entering the chunk (fp32 -> bf16 tile), dzdo (§5.2)
-        load_floats(phi, phi_g + (bh * T + t0) * S, L * S / 4, nrows * S / 4);
-        load_floats(th_s, theta + ((int64_t)b * T + t0) * S, L * S / 4, nrows * S / 4);
-        load_tile(s.V, v + ((int64_t)b * T + t0) * ldv + h * PP, ldv, nrows);
-        load_tile(s.Qr, q_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
-        load_tile(s.Kr, k_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
+        load_floats<NT>(phi, phi_g + (bh * T + t0) * S, L * S / 4, nrows * S / 4);
+        load_floats<NT>(th_s, theta + ((int64_t)b * T + t0) * S, L * S / 4, nrows * S / 4);
+        load_tile<NT>(s.V, v + ((int64_t)b * T + t0) * ldv + h * PP, ldv, nrows);
+        load_tile<NT>(s.Qr, q_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
+        load_tile<NT>(s.Kr, k_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
         chunk_scalars(s.cs, adt, dt, trap, bh, T, t0);
         for (int k = tid; k < L * SP; k += NT) dphi[k] = 0.f;
         const float* Hg = states + (bh * NC + c) * PP * NN;
@@ -864,7 +859,7 @@ void mamba3_scan_forward(bf16* out, const Mamba3States<float>* fin, float* phi, 
         cudaCheck(cudaFuncSetAttribute(mamba3_scan_fwd_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         attr = true;
     }
-    mamba3_scan_fwd_kernel<<<dim3(d.H, d.B), NT, smem, stream>>>(out, states_or_null(fin), phi, y, states, q_raw, k_raw, v,
+    mamba3_scan_fwd_kernel<<<dim3(d.H, d.B), NTF, smem, stream>>>(out, states_or_null(fin), phi, y, states, q_raw, k_raw, v,
                                                                   adt, dt, trap, theta, q_bias, k_bias, D, z,
                                                                   states_or_null(init), d.T, d.H, d.G, d.S);
     cudaCheckLaunch();
