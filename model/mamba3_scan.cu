@@ -1,9 +1,13 @@
 // Mamba-3 SISO chunked scan, CUDA forward and backward (see model/mamba3_scan.cuh for the contract,
 // spec/mamba3.md §3.4 and §5 for the math, model/mamba3.cpp for the CPU twin).
 //
-// Work split: one CTA of 4 warps per (b, h) walks the chunks (forward: in order, backward: in
-// reverse), so the state H (P x N) and its gradient dH stay in registers in fp32: warp w owns the
-// 16 rows p in [16w, 16w+16) of H, and the 16 rows (positions) [16w, 16w+16) of every L x * product.
+// Work split: one CTA per (b, h) walks the chunks (forward: in order, backward: in reverse), so the
+// state H (P x N) and its gradient dH stay in registers in fp32. Backward: 4 warps, warp w owns the
+// 16 rows p in [16w, 16w+16) of dH and the 16 rows (positions) [16w, 16w+16) of every L x * product.
+// Forward: 8 warps, warp w owns rows [16(w%4), +16) and columns [32(w/4), +32) of H and of every product.
+// The walk's time is each warp's dependent instruction chain (notes/scan.md), so fewer columns per
+// warp is faster; a chunk-parallel split (SSD style) measured slower: at N = P = L = 64 a chunk's fp32
+// state is twice the chunk's v, so passing states through memory costs more than walking.
 // All 64 x 64 x 64 products are mma.sync m16n8k16 with bf16 operands from padded shared tiles.
 // Per-position scalars (cumsums, exp weights, gates) are fp32 in shared memory; phi is fp32.
 // The backward writes per-head dq/dk/dtheta (GQA needs a sum over the heads of a group) to scratch,
