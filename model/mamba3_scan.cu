@@ -1,9 +1,13 @@
 // Mamba-3 SISO chunked scan, CUDA forward and backward (see model/mamba3_scan.cuh for the contract,
 // spec/mamba3.md §3.4 and §5 for the math, model/mamba3.cpp for the CPU twin).
 //
-// Work split: one CTA of 4 warps per (b, h) walks the chunks (forward: in order, backward: in
-// reverse), so the state H (P x N) and its gradient dH stay in registers in fp32: warp w owns the
-// 16 rows p in [16w, 16w+16) of H, and the 16 rows (positions) [16w, 16w+16) of every L x * product.
+// Work split: one CTA of 8 warps per (b, h) walks the chunks (forward: in order, backward: in
+// reverse), so the state H (P x N) and its gradient dH stay in registers in fp32: warp w owns rows
+// [16(w%4), +16) and columns [32(w/4), +32) of H (dH) and of every 64 x 64 product. Per-row sums
+// over columns are combined across the two column halves in shared memory.
+// The walk's time is each warp's dependent instruction chain (notes/scan.md), so fewer columns per
+// warp is faster; a chunk-parallel split (SSD style) measured slower: at N = P = L = 64 a chunk's fp32
+// state is twice the chunk's v, so passing states through memory costs more than walking.
 // All 64 x 64 x 64 products are mma.sync m16n8k16 with bf16 operands from padded shared tiles.
 // Per-position scalars (cumsums, exp weights, gates) are fp32 in shared memory; phi is fp32.
 // The backward writes per-head dq/dk/dtheta (GQA needs a sum over the heads of a group) to scratch,
@@ -13,7 +17,7 @@
 
 namespace {
 constexpr int L = 64, NN = 64, PP = 64, SMAX = 32, LD = 72;  // LD: tile row pitch (bf16), 144 B
-constexpr int NT = 128;                                       // threads per CTA (4 warps)
+constexpr int NT = 256;                                       // threads per CTA (8 warps)
 constexpr float kPi = 3.14159265358979323846f, kTwoPi = 6.28318530717958647692f;
 typedef __nv_bfloat16 bf16;
 typedef bf16 Tile[L][LD];
@@ -46,47 +50,31 @@ __device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// acc (16 x 64, rows r0..r0+15 of the warp) += A (rows r0.., k in [k0,k1)) * B (k x 64).
+// acc (16 x 8NJ, rows r0..r0+15 of the warp, cols n0..n0+8NJ-1) += A (rows r0.., k in [k0,k1)) * B (k x cols).
 // AT: A is stored transposed ([k][m]); BT: B is stored [k][n] (else [n][k], the mma "col" layout).
-// Accumulator element e of n-tile j sits at row r0 + lane/4 + 8*(e>=2), col 8j + 2*(lane%4) + (e&1).
-template <bool AT, bool BT>
-__device__ __forceinline__ void warp_gemm(float acc[8][4], const Tile& A, const Tile& B, int r0, int k0, int k1) {
+// Accumulator element e of n-tile j sits at row r0 + lane/4 + 8*(e>=2), col n0 + 8j + 2*(lane%4) + (e&1).
+template <bool AT, bool BT, int NJ = 8>
+__device__ __forceinline__ void warp_gemm(float (*acc)[4], const Tile& A, const Tile& B, int r0, int k0, int k1,
+                                          int n0 = 0) {
     const int l = threadIdx.x & 31;
     for (int kk = k0; kk < k1; kk += 16) {
         uint32_t a[4];
         if (!AT) ldsm4(a, &A[r0 + (l & 15)][kk + (l >> 4) * 8]);
         else ldsm4t(a, &A[kk + (l & 7) + ((l >> 4) << 3)][r0 + ((l >> 3) & 1) * 8]);
 #pragma unroll
-        for (int nn = 0; nn < 4; nn++) {
+        for (int nn = 0; nn < NJ / 2; nn++) {
             uint32_t b[4];
-            if (!BT) ldsm4(b, &B[nn * 16 + (l & 7) + ((l >> 4) << 3)][kk + ((l >> 3) & 1) * 8]);
-            else ldsm4t(b, &B[kk + (l & 7) + (((l >> 3) & 1) << 3)][nn * 16 + (l >> 4) * 8]);
+            if (!BT) ldsm4(b, &B[n0 + nn * 16 + (l & 7) + ((l >> 4) << 3)][kk + ((l >> 3) & 1) * 8]);
+            else ldsm4t(b, &B[kk + (l & 7) + (((l >> 3) & 1) << 3)][n0 + nn * 16 + (l >> 4) * 8]);
             mma16816(acc[2 * nn], a, b[0], b[1]);
             mma16816(acc[2 * nn + 1], a, b[2], b[3]);
         }
     }
 }
-// acc += Areg (16 x 16*nk, the accumulator layout of a previous product, rounded to bf16) * B ([k][n]).
-__device__ __forceinline__ void warp_gemm_regA(float acc[8][4], const float Ar[8][4], const Tile& B, int nk) {
-    const int l = threadIdx.x & 31;
+template <int NJ = 8>
+__device__ __forceinline__ void zero_acc(float (*acc)[4]) {
 #pragma unroll
-    for (int q = 0; q < 4; q++) {
-        if (q >= nk) break;
-        uint32_t a[4] = {pack_bf16(Ar[2 * q][0], Ar[2 * q][1]), pack_bf16(Ar[2 * q][2], Ar[2 * q][3]),
-                         pack_bf16(Ar[2 * q + 1][0], Ar[2 * q + 1][1]), pack_bf16(Ar[2 * q + 1][2], Ar[2 * q + 1][3])};
-        const int kk = q * 16;
-#pragma unroll
-        for (int nn = 0; nn < 4; nn++) {
-            uint32_t b[4];
-            ldsm4t(b, &B[kk + (l & 7) + (((l >> 3) & 1) << 3)][nn * 16 + (l >> 4) * 8]);
-            mma16816(acc[2 * nn], a, b[0], b[1]);
-            mma16816(acc[2 * nn + 1], a, b[2], b[3]);
-        }
-    }
-}
-__device__ __forceinline__ void zero_acc(float acc[8][4]) {
-#pragma unroll
-    for (int j = 0; j < 8; j++)
+    for (int j = 0; j < NJ; j++)
 #pragma unroll
         for (int e = 0; e < 4; e++) acc[j][e] = 0.f;
 }
@@ -100,17 +88,19 @@ __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool vali
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(sa), "l"(src), "r"(valid ? 16 : 0));
 }
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
-// 64 rows x 64 bf16 (row stride `ld` elements) into a tile; rows >= nrows are zero.
+// 64 rows x 64 bf16 (row stride `ld` elements) into a tile; rows >= nrows are zero. NTH: threads per CTA.
+template <int NTH>
 __device__ __forceinline__ void load_tile(Tile& dst, const bf16* src, int64_t ld, int nrows) {
 #pragma unroll
-    for (int k = threadIdx.x; k < L * 8; k += NT) {
+    for (int k = threadIdx.x; k < L * 8; k += NTH) {
         const int r = k >> 3, c8 = (k & 7) * 8;
         cp_async16(&dst[r][c8], src + (r < nrows ? r * ld + c8 : 0), r < nrows);
     }
 }
 // n16 16-byte pieces of contiguous floats, the first nvalid16 real, the rest zero.
+template <int NTH>
 __device__ __forceinline__ void load_floats(float* dst, const float* src, int n16, int nvalid16) {
-    for (int k = threadIdx.x; k < n16; k += NT) cp_async16(dst + 4 * k, src + (k < nvalid16 ? 4 * k : 0), k < nvalid16);
+    for (int k = threadIdx.x; k < n16; k += NTH) cp_async16(dst + 4 * k, src + (k < nvalid16 ? 4 * k : 0), k < nvalid16);
 }
 
 // Per-chunk scalars shared by both directions (threads 0..63, one position each; padded rows get
@@ -152,7 +142,7 @@ __device__ void chunk_scalars(ChunkScalars& s, const float* adt, const float* dt
 struct FwdSmem {
     Tile Q, K, Kd, Kl, V, Hc, Y, Z;  // q rot; k~ = s k rot; exp(A_c - Acs) k~ as bf16 hi + lo; v; H entering
                                      // (bf16); y; z -> o
-    Tile Qr, Kr;                     // q_raw, k_raw
+    Tile Qr, Kr;                     // q_raw, k_raw (Qr holds the masked scores once q is rotated)
     float theta[L * SMAX];           // this chunk's theta rows (B,T,S), contiguous
     float phi[L][SMAX + 1];
     float carry[SMAX];
@@ -161,7 +151,7 @@ struct FwdSmem {
     ChunkScalars cs;
 };
 
-__global__ void __launch_bounds__(NT) mamba3_scan_fwd_kernel(
+__global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
     bf16* out, Mamba3States<float> fin, float* phi_g, bf16* y_g, float* states,
     const bf16* q_raw, const bf16* k_raw, const bf16* v, const float* adt, const float* dt,
     const float* trap, const float* theta, const float* q_bias, const float* k_bias, const float* Dp,
@@ -170,45 +160,45 @@ __global__ void __launch_bounds__(NT) mamba3_scan_fwd_kernel(
     FwdSmem& s = *reinterpret_cast<FwdSmem*>(smem_raw);
     const int h = blockIdx.x, b = blockIdx.y, g = h / (H / G);
     const int64_t bh = (int64_t)b * H + h;
-    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, r0 = warp * 16;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, r0 = (warp & 3) * 16, c0 = (warp >> 2) * 32;
     const int NC = (T + L - 1) / L;
     const float Dh = Dp[h];
     if (tid < NN) { s.qb[tid] = q_bias[h * NN + tid]; s.kb[tid] = k_bias[h * NN + tid]; }
     if (tid < SMAX) s.carry[tid] = (init.angle && tid < S) ? init.angle[bh * S + tid] : 0.f;
 
     // H_init' = H_in + dt_0 (1 - lam_0) v_{-1} k_{-1}^T (no alpha_0: exp(Acs) applies it), in registers
-    float accH[8][4];
-    zero_acc(accH);
+    float accH[4][4];
+    zero_acc<4>(accH);
     if (init.ssm) {
-        const float c0 = dt[bh * T] * (1.f - sigmoidf_(trap[bh * T]));
+        const float c0v = dt[bh * T] * (1.f - sigmoidf_(trap[bh * T]));
 #pragma unroll
-        for (int j = 0; j < 8; j++)
+        for (int j = 0; j < 4; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                const int p = acc_row(r0, e), n = acc_col(j, e);
-                accH[j][e] = init.ssm[(bh * PP + p) * NN + n] + c0 * init.v[bh * PP + p] * init.k[bh * NN + n];
+                const int p = acc_row(r0, e), n = c0 + acc_col(j, e);
+                accH[j][e] = init.ssm[(bh * PP + p) * NN + n] + c0v * init.v[bh * PP + p] * init.k[bh * NN + n];
             }
     }
 #pragma unroll
-    for (int j = 0; j < 8; j++)
+    for (int j = 0; j < 4; j++)
 #pragma unroll
         for (int e = 0; e < 4; e += 2)
-            *reinterpret_cast<uint32_t*>(&s.Hc[acc_row(r0, e)][acc_col(j, e)]) = pack_bf16(accH[j][e], accH[j][e + 1]);
+            *reinterpret_cast<uint32_t*>(&s.Hc[acc_row(r0, e)][c0 + acc_col(j, e)]) = pack_bf16(accH[j][e], accH[j][e + 1]);
 
     for (int c = 0; c < NC; c++) {
         const int t0 = c * L, nrows = min(L, T - t0);
         __syncthreads();  // previous chunk's readers of every tile are done
         const int64_t ldv = (int64_t)H * PP, ldq = (int64_t)G * NN;
-        load_tile(s.V, v + ((int64_t)b * T + t0) * ldv + h * PP, ldv, nrows);
-        load_tile(s.Z, z + ((int64_t)b * T + t0) * ldv + h * PP, ldv, nrows);
-        load_tile(s.Qr, q_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
-        load_tile(s.Kr, k_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
-        load_floats(s.theta, theta + ((int64_t)b * T + t0) * S, L * S / 4, nrows * S / 4);
+        load_tile<NT>(s.V, v + ((int64_t)b * T + t0) * ldv + h * PP, ldv, nrows);
+        load_tile<NT>(s.Z, z + ((int64_t)b * T + t0) * ldv + h * PP, ldv, nrows);
+        load_tile<NT>(s.Qr, q_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
+        load_tile<NT>(s.Kr, k_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
+        load_floats<NT>(s.theta, theta + ((int64_t)b * T + t0) * S, L * S / 4, nrows * S / 4);
         chunk_scalars(s.cs, adt, dt, trap, bh, T, t0);
         cp_async_wait_all();
         __syncthreads();
         // ---- angles (§3.6): phi = carry + cumsum(pi tanh(theta) dt), mod 2pi; carry mod 2pi
-        for (int i = warp; i < S; i += 4) {
+        for (int i = warp; i < S; i += NT / 32) {
             float w0 = 0.f, w1 = 0.f;
             if (lane < nrows) w0 = kPi * tanhf(s.theta[lane * S + i]) * s.cs.dtv[lane];
             if (lane + 32 < nrows) w1 = kPi * tanhf(s.theta[(lane + 32) * S + i]) * s.cs.dtv[lane + 32];
@@ -227,22 +217,23 @@ __global__ void __launch_bounds__(NT) mamba3_scan_fwd_kernel(
             if (lane == 0) s.carry[i] = reduce_2pi(carry + tot);
         }
         __syncthreads();
-        // ---- bias, rotation, scale (§3.1): thread = (row, half of N)
+        // ---- bias, rotation, scale (§3.1): thread = (row, quarter of N)
         {
-            const int r = tid >> 1, hf = tid & 1, t = t0 + r;
+            const int r = tid >> 2, qt = tid & 3, n0 = 16 * qt, t = t0 + r;
             const bool ok = r < nrows;
-            float qv[32], kv[32], dot = 0.f;
+            float qv[16], kv[16], dot = 0.f;
 #pragma unroll
-            for (int k = 0; k < 32; k++) {
-                qv[k] = ok ? __bfloat162float(s.Qr[r][32 * hf + k]) + s.qb[32 * hf + k] : 0.f;
-                kv[k] = ok ? __bfloat162float(s.Kr[r][32 * hf + k]) + s.kb[32 * hf + k] : 0.f;
+            for (int k = 0; k < 16; k++) {
+                qv[k] = ok ? __bfloat162float(s.Qr[r][n0 + k]) + s.qb[n0 + k] : 0.f;
+                kv[k] = ok ? __bfloat162float(s.Kr[r][n0 + k]) + s.kb[n0 + k] : 0.f;
                 dot += qv[k] * kv[k];
             }
             dot += __shfl_xor_sync(0xffffffffu, dot, 1);
-            if (hf == 0) s.qkd[r] = s.cs.gam[r] * dot;  // diagonal uses gamma, not scale
+            dot += __shfl_xor_sync(0xffffffffu, dot, 2);
+            if (qt == 0) s.qkd[r] = s.cs.gam[r] * dot;  // diagonal uses gamma, not scale
 #pragma unroll
-            for (int j = 0; j < 16; j++) {
-                const int i = 16 * hf + j;
+            for (int j = 0; j < 8; j++) {
+                const int i = 8 * qt + j;
                 if (i < S) {
                     float sn, cs;
                     sincos_angle(s.phi[r][i], &sn, &cs);
@@ -253,17 +244,17 @@ __global__ void __launch_bounds__(NT) mamba3_scan_fwd_kernel(
             }
             if (fin.k && t == T - 1)
 #pragma unroll
-                for (int k = 0; k < 32; k++) fin.k[bh * NN + 32 * hf + k] = kv[k];
+                for (int k = 0; k < 16; k++) fin.k[bh * NN + n0 + k] = kv[k];
             const float sc = s.cs.scale[r], kd = sc * s.cs.erev[r];
 #pragma unroll
-            for (int k = 0; k < 32; k += 2) {
-                *reinterpret_cast<uint32_t*>(&s.Q[r][32 * hf + k]) = pack_bf16(qv[k], qv[k + 1]);
-                *reinterpret_cast<uint32_t*>(&s.K[r][32 * hf + k]) = pack_bf16(sc * kv[k], sc * kv[k + 1]);
+            for (int k = 0; k < 16; k += 2) {
+                *reinterpret_cast<uint32_t*>(&s.Q[r][n0 + k]) = pack_bf16(qv[k], qv[k + 1]);
+                *reinterpret_cast<uint32_t*>(&s.K[r][n0 + k]) = pack_bf16(sc * kv[k], sc * kv[k + 1]);
                 // the state update takes k~ as hi + lo bf16 parts: the state stays fp32-accurate
                 const float a0 = kd * kv[k], a1 = kd * kv[k + 1];
                 const __nv_bfloat162 hi = __floats2bfloat162_rn(a0, a1);
-                *reinterpret_cast<__nv_bfloat162*>(&s.Kd[r][32 * hf + k]) = hi;
-                *reinterpret_cast<uint32_t*>(&s.Kl[r][32 * hf + k]) =
+                *reinterpret_cast<__nv_bfloat162*>(&s.Kd[r][n0 + k]) = hi;
+                *reinterpret_cast<uint32_t*>(&s.Kl[r][n0 + k]) =
                     pack_bf16(a0 - __bfloat162float(hi.x), a1 - __bfloat162float(hi.y));
             }
         }
@@ -271,38 +262,43 @@ __global__ void __launch_bounds__(NT) mamba3_scan_fwd_kernel(
             fin.v[bh * PP + tid] = __bfloat162float(v[((int64_t)b * T + T - 1) * ldv + h * PP + tid]);
         __syncthreads();
         // ---- y_i = exp(Acs_i) Hc q_i + sum_{j<i} (q_i.k~_j) exp(Acs_i - Acs_j) v_j + (D + d_i) v_i
-        {
-            float accS[8][4], accY[8][4];
-            zero_acc(accS);
-            warp_gemm<false, false>(accS, s.Q, s.K, r0, 0, NN);
+        // The masked scores go to the (now dead) q_raw tile: S.V needs whole rows of them.
+        Tile& Sc = s.Qr;
+        if (c0 < r0 + 16) {  // else every column of this warp is at or above the diagonal
+            float accS[4][4];
+            zero_acc<4>(accS);
+            warp_gemm<false, false, 4>(accS, s.Q, s.K, r0, 0, NN, c0);
 #pragma unroll
-            for (int j = 0; j < 8; j++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int i = acc_row(r0, e), jj = acc_col(j, e);
-                    accS[j][e] = i > jj ? accS[j][e] * __expf(s.cs.acs[i] - s.cs.acs[jj]) : 0.f;
-                }
-            zero_acc(accY);
-            warp_gemm<false, false>(accY, s.Q, s.Hc, r0, 0, NN);
-#pragma unroll
-            for (int j = 0; j < 8; j++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) accY[j][e] *= s.cs.eacs[acc_row(r0, e)];
-            warp_gemm_regA(accY, accS, s.V, warp + 1);
-#pragma unroll
-            for (int j = 0; j < 8; j++)
+            for (int j = 0; j < 4; j++)
 #pragma unroll
                 for (int e = 0; e < 4; e += 2) {
-                    const int i = acc_row(r0, e), p = acc_col(j, e);
-                    const float dg = Dh + s.qkd[i];
-                    const float y0 = accY[j][e] + dg * __bfloat162float(s.V[i][p]);
-                    const float y1 = accY[j][e + 1] + dg * __bfloat162float(s.V[i][p + 1]);
-                    const float z0 = __bfloat162float(s.Z[i][p]), z1 = __bfloat162float(s.Z[i][p + 1]);
-                    *reinterpret_cast<uint32_t*>(&s.Y[i][p]) = pack_bf16(y0, y1);
-                    *reinterpret_cast<uint32_t*>(&s.Z[i][p]) =
-                        pack_bf16(y0 * z0 * sigmoidf_(z0), y1 * z1 * sigmoidf_(z1));
+                    const int i = acc_row(r0, e), jj = c0 + acc_col(j, e);
+                    const float s0 = i > jj ? accS[j][e] * __expf(s.cs.acs[i] - s.cs.acs[jj]) : 0.f;
+                    const float s1 = i > jj + 1 ? accS[j][e + 1] * __expf(s.cs.acs[i] - s.cs.acs[jj + 1]) : 0.f;
+                    *reinterpret_cast<uint32_t*>(&Sc[i][jj]) = pack_bf16(s0, s1);
                 }
         }
+        float accY[4][4];
+        zero_acc<4>(accY);
+        warp_gemm<false, false, 4>(accY, s.Q, s.Hc, r0, 0, NN, c0);
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) accY[j][e] *= s.cs.eacs[acc_row(r0, e)];
+        __syncthreads();  // every score row is complete
+        warp_gemm<false, true, 4>(accY, Sc, s.V, r0, 0, r0 + 16, c0);
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e += 2) {
+                const int i = acc_row(r0, e), p = c0 + acc_col(j, e);
+                const float dg = Dh + s.qkd[i];
+                const float y0 = accY[j][e] + dg * __bfloat162float(s.V[i][p]);
+                const float y1 = accY[j][e + 1] + dg * __bfloat162float(s.V[i][p + 1]);
+                const float z0 = __bfloat162float(s.Z[i][p]), z1 = __bfloat162float(s.Z[i][p + 1]);
+                *reinterpret_cast<uint32_t*>(&s.Y[i][p]) = pack_bf16(y0, y1);
+                *reinterpret_cast<uint32_t*>(&s.Z[i][p]) = pack_bf16(y0 * z0 * sigmoidf_(z0), y1 * z1 * sigmoidf_(z1));
+            }
         __syncthreads();
         // ---- write y, out (coalesced); save the state entering this chunk; update the state
         for (int k = tid; k < L * 8; k += NT) {
@@ -316,27 +312,27 @@ __global__ void __launch_bounds__(NT) mamba3_scan_fwd_kernel(
         float* st = states + (bh * NC + c) * PP * NN;
         const float eAc = expf(s.cs.acs[L - 1]);
 #pragma unroll
-        for (int j = 0; j < 8; j++)
+        for (int j = 0; j < 4; j++)
 #pragma unroll
             for (int e = 0; e < 4; e += 2) {
-                *reinterpret_cast<float2*>(&st[acc_row(r0, e) * NN + acc_col(j, e)]) = make_float2(accH[j][e], accH[j][e + 1]);
+                *reinterpret_cast<float2*>(&st[acc_row(r0, e) * NN + c0 + acc_col(j, e)]) = make_float2(accH[j][e], accH[j][e + 1]);
                 accH[j][e] *= eAc; accH[j][e + 1] *= eAc;
             }
         // Hc <- exp(A_c) Hc + sum_j v_j (exp(A_c - Acs_j) k~_j)^T
-        warp_gemm<true, true>(accH, s.V, s.Kd, r0, 0, L);
-        warp_gemm<true, true>(accH, s.V, s.Kl, r0, 0, L);
+        warp_gemm<true, true, 4>(accH, s.V, s.Kd, r0, 0, L, c0);
+        warp_gemm<true, true, 4>(accH, s.V, s.Kl, r0, 0, L, c0);
 #pragma unroll
-        for (int j = 0; j < 8; j++)
+        for (int j = 0; j < 4; j++)
 #pragma unroll
             for (int e = 0; e < 4; e += 2)
-                *reinterpret_cast<uint32_t*>(&s.Hc[acc_row(r0, e)][acc_col(j, e)]) = pack_bf16(accH[j][e], accH[j][e + 1]);
+                *reinterpret_cast<uint32_t*>(&s.Hc[acc_row(r0, e)][c0 + acc_col(j, e)]) = pack_bf16(accH[j][e], accH[j][e + 1]);
     }
     __syncthreads();
     if (fin.ssm) {
 #pragma unroll
-        for (int j = 0; j < 8; j++)
+        for (int j = 0; j < 4; j++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) fin.ssm[(bh * PP + acc_row(r0, e)) * NN + acc_col(j, e)] = accH[j][e];
+            for (int e = 0; e < 4; e++) fin.ssm[(bh * PP + acc_row(r0, e)) * NN + c0 + acc_col(j, e)] = accH[j][e];
     }
     if (fin.angle && tid < S) fin.angle[bh * S + tid] = s.carry[tid];
 }
@@ -345,10 +341,10 @@ __global__ void __launch_bounds__(NT) mamba3_scan_fwd_kernel(
 struct BwdSmem {
     Tile Q, K, V, dY, Hc, dH, P1, P2, Qr, Kr;  // q rot; k~; v; dy; H entering; dH leaving; M.G' (later
                                                // exp(Acs) q); M.SK; q_raw; k_raw
-    float colpart[4][L];                       // per-warp column sums of G (dADT part 1)
-    float urow[L], u2[L], wv[L];               // dADT pieces per position
-    float qkdot[L], ds[L], dd[L];              // qbar.kbar, d scale, dy.v per position
-    float mpart[4], carry[SMAX], bpart_q[4][NN], bpart_k[4][NN], dDpart[2];
+    float colpart[4][L];                       // per-row-block column sums of G (dADT part 1)
+    float urow[2][L], u2[2][L], wv[2][L];      // dADT pieces per position and column half (then summed in [0])
+    float qkdot[L], ds[2][L], dd[L];           // qbar.kbar, d scale (per column half), dy.v per position
+    float mpart[8], carry[SMAX], bpart_q[4][NN], bpart_k[4][NN], dDpart[2];
     float pend[2][4];                          // row 0 of a chunk waits for ds of the previous position
     float qb[NN], kb[NN];
     ChunkScalars cs;
@@ -372,37 +368,38 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
     float* dphi = s.tabs + 2 * L * S;   // [L][SP]
     const int h = blockIdx.x, b = blockIdx.y, g = h / (H / G);
     const int64_t bh = (int64_t)b * H + h;
-    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, r0 = warp * 16, t4 = lane & 3;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, t4 = lane & 3;
+    const int rb = warp & 3, ch = warp >> 2, r0 = rb * 16, c0 = ch * 32;  // row block, column half
     const int NC = (T + L - 1) / L;
     const float Dh = Dp[h];
     const int64_t ldv = (int64_t)H * PP, ldq = (int64_t)G * NN;
     if (tid < NN) { s.qb[tid] = q_bias[h * NN + tid]; s.kb[tid] = k_bias[h * NN + tid]; }
     if (tid < SMAX) s.carry[tid] = (dfin.angle && tid < S) ? dfin.angle[bh * S + tid] : 0.f;
 
-    float dHacc[8][4];  // d(state leaving the chunk), rows p of this warp
+    float dHacc[4][4];  // d(state leaving the chunk), rows p of this warp
 #pragma unroll
-    for (int j = 0; j < 8; j++)
+    for (int j = 0; j < 4; j++)
 #pragma unroll
         for (int e = 0; e < 4; e++)
-            dHacc[j][e] = dfin.ssm ? dfin.ssm[(bh * PP + acc_row(r0, e)) * NN + acc_col(j, e)] : 0.f;
+            dHacc[j][e] = dfin.ssm ? dfin.ssm[(bh * PP + acc_row(r0, e)) * NN + c0 + acc_col(j, e)] : 0.f;
 #pragma unroll
-    for (int j = 0; j < 8; j++)
+    for (int j = 0; j < 4; j++)
 #pragma unroll
         for (int e = 0; e < 4; e += 2)
-            *reinterpret_cast<uint32_t*>(&s.dH[acc_row(r0, e)][acc_col(j, e)]) = pack_bf16(dHacc[j][e], dHacc[j][e + 1]);
-    float bq_acc[8][2], bk_acc[8][2], dD_acc = 0.f;  // bias partials for this thread's column pairs
+            *reinterpret_cast<uint32_t*>(&s.dH[acc_row(r0, e)][c0 + acc_col(j, e)]) = pack_bf16(dHacc[j][e], dHacc[j][e + 1]);
+    float bq_acc[4][2], bk_acc[4][2], dD_acc = 0.f;  // bias partials for this thread's column pairs
 #pragma unroll
-    for (int j = 0; j < 8; j++) bq_acc[j][0] = bq_acc[j][1] = bk_acc[j][0] = bk_acc[j][1] = 0.f;
+    for (int j = 0; j < 4; j++) bq_acc[j][0] = bq_acc[j][1] = bk_acc[j][0] = bk_acc[j][1] = 0.f;
 
     for (int c = NC - 1; c >= 0; c--) {
         const int t0 = c * L, nrows = min(L, T - t0);
         __syncthreads();
         // saved phi, theta, v, q_raw, k_raw (async), the state entering the chunk (fp32 -> bf16 tile), dzdo (§5.2)
-        load_floats(phi, phi_g + (bh * T + t0) * S, L * S / 4, nrows * S / 4);
-        load_floats(th_s, theta + ((int64_t)b * T + t0) * S, L * S / 4, nrows * S / 4);
-        load_tile(s.V, v + ((int64_t)b * T + t0) * ldv + h * PP, ldv, nrows);
-        load_tile(s.Qr, q_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
-        load_tile(s.Kr, k_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
+        load_floats<NT>(phi, phi_g + (bh * T + t0) * S, L * S / 4, nrows * S / 4);
+        load_floats<NT>(th_s, theta + ((int64_t)b * T + t0) * S, L * S / 4, nrows * S / 4);
+        load_tile<NT>(s.V, v + ((int64_t)b * T + t0) * ldv + h * PP, ldv, nrows);
+        load_tile<NT>(s.Qr, q_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
+        load_tile<NT>(s.Kr, k_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
         chunk_scalars(s.cs, adt, dt, trap, bh, T, t0);
         for (int k = tid; k < L * SP; k += NT) dphi[k] = 0.f;
         const float* Hg = states + (bh * NC + c) * PP * NN;
@@ -438,24 +435,27 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
         }
         cp_async_wait_all();
         __syncthreads();
-        // ---- recompute q, k~; qbar.kbar and dd = dy.v per position. Thread = (row, half of N).
+        // ---- recompute q, k~; qbar.kbar and dd = dy.v per position. Thread = (row, quarter of N).
         {
-            const int r = tid >> 1, hf = tid & 1;
+            const int r = tid >> 2, n0 = 16 * (tid & 3);
             const bool ok = r < nrows;
-            float qv[32], kv[32], dot = 0.f, ddp = 0.f;
+            float qv[16], kv[16], dot = 0.f, ddp = 0.f;
 #pragma unroll
-            for (int k = 0; k < 32; k++) {
-                qv[k] = ok ? __bfloat162float(s.Qr[r][32 * hf + k]) + s.qb[32 * hf + k] : 0.f;
-                kv[k] = ok ? __bfloat162float(s.Kr[r][32 * hf + k]) + s.kb[32 * hf + k] : 0.f;
+            for (int k = 0; k < 16; k++) {
+                qv[k] = ok ? __bfloat162float(s.Qr[r][n0 + k]) + s.qb[n0 + k] : 0.f;
+                kv[k] = ok ? __bfloat162float(s.Kr[r][n0 + k]) + s.kb[n0 + k] : 0.f;
                 dot += qv[k] * kv[k];
-                ddp += __bfloat162float(s.dY[r][32 * hf + k]) * __bfloat162float(s.V[r][32 * hf + k]);
+                ddp += __bfloat162float(s.dY[r][n0 + k]) * __bfloat162float(s.V[r][n0 + k]);
             }
-            dot += __shfl_xor_sync(0xffffffffu, dot, 1);
-            ddp += __shfl_xor_sync(0xffffffffu, ddp, 1);
-            if (hf == 0) { s.qkdot[r] = dot; s.dd[r] = ddp; }
 #pragma unroll
-            for (int j = 0; j < 16; j++) {
-                const int i = 16 * hf + j;
+            for (int o = 1; o < 4; o <<= 1) {
+                dot += __shfl_xor_sync(0xffffffffu, dot, o);
+                ddp += __shfl_xor_sync(0xffffffffu, ddp, o);
+            }
+            if (n0 == 0) { s.qkdot[r] = dot; s.dd[r] = ddp; }
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                const int i = n0 / 2 + j;
                 if (i < S) {
                     float sn, cs;
                     sincos_angle(phi[r * S + i], &sn, &cs);
@@ -466,34 +466,34 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
             }
             const float sc = s.cs.scale[r];
 #pragma unroll
-            for (int k = 0; k < 32; k += 2) {
-                *reinterpret_cast<uint32_t*>(&s.Q[r][32 * hf + k]) = pack_bf16(qv[k], qv[k + 1]);
-                *reinterpret_cast<uint32_t*>(&s.K[r][32 * hf + k]) = pack_bf16(sc * kv[k], sc * kv[k + 1]);
+            for (int k = 0; k < 16; k += 2) {
+                *reinterpret_cast<uint32_t*>(&s.Q[r][n0 + k]) = pack_bf16(qv[k], qv[k + 1]);
+                *reinterpret_cast<uint32_t*>(&s.K[r][n0 + k]) = pack_bf16(sc * kv[k], sc * kv[k + 1]);
             }
         }
         __syncthreads();
         // ---- intra-chunk score matrices: SK = Q K~^T, G' = dY V^T, M = exp(Acs_i - Acs_j)[i>j]
         {
-            float accA[8][4], accB[8][4];
-            zero_acc(accA); zero_acc(accB);
-            warp_gemm<false, false>(accA, s.Q, s.K, r0, 0, NN);
-            warp_gemm<false, false>(accB, s.dY, s.V, r0, 0, PP);
-            float rs[2] = {0.f, 0.f}, csum[8][2];
+            float accA[4][4], accB[4][4];
+            zero_acc<4>(accA); zero_acc<4>(accB);
+            warp_gemm<false, false, 4>(accA, s.Q, s.K, r0, 0, NN, c0);
+            warp_gemm<false, false, 4>(accB, s.dY, s.V, r0, 0, PP, c0);
+            float rs[2] = {0.f, 0.f}, csum[4][2];
 #pragma unroll
-            for (int j = 0; j < 8; j++) {
+            for (int j = 0; j < 4; j++) {
                 csum[j][0] = csum[j][1] = 0.f;
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
-                    const int i = acc_row(r0, e), jj = acc_col(j, e);
+                    const int i = acc_row(r0, e), jj = c0 + acc_col(j, e);
                     const float M = i > jj ? __expf(s.cs.acs[i] - s.cs.acs[jj]) : 0.f;
                     const float p1 = M * accB[j][e], p2 = M * accA[j][e], gg = p1 * accA[j][e];
                     rs[e >> 1] += gg; csum[j][e & 1] += gg;
                     accB[j][e] = p1; accA[j][e] = p2;
                 }
-                *reinterpret_cast<uint32_t*>(&s.P1[acc_row(r0, 0)][acc_col(j, 0)]) = pack_bf16(accB[j][0], accB[j][1]);
-                *reinterpret_cast<uint32_t*>(&s.P1[acc_row(r0, 2)][acc_col(j, 2)]) = pack_bf16(accB[j][2], accB[j][3]);
-                *reinterpret_cast<uint32_t*>(&s.P2[acc_row(r0, 0)][acc_col(j, 0)]) = pack_bf16(accA[j][0], accA[j][1]);
-                *reinterpret_cast<uint32_t*>(&s.P2[acc_row(r0, 2)][acc_col(j, 2)]) = pack_bf16(accA[j][2], accA[j][3]);
+                *reinterpret_cast<uint32_t*>(&s.P1[acc_row(r0, 0)][c0 + acc_col(j, 0)]) = pack_bf16(accB[j][0], accB[j][1]);
+                *reinterpret_cast<uint32_t*>(&s.P1[acc_row(r0, 2)][c0 + acc_col(j, 2)]) = pack_bf16(accB[j][2], accB[j][3]);
+                *reinterpret_cast<uint32_t*>(&s.P2[acc_row(r0, 0)][c0 + acc_col(j, 0)]) = pack_bf16(accA[j][0], accA[j][1]);
+                *reinterpret_cast<uint32_t*>(&s.P2[acc_row(r0, 2)][c0 + acc_col(j, 2)]) = pack_bf16(accA[j][2], accA[j][3]);
             }
             // row sums over the 4 lanes of a row; column sums over the 8 row-groups of the warp
 #pragma unroll
@@ -501,59 +501,59 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                 rs[q] += __shfl_xor_sync(0xffffffffu, rs[q], 1);
                 rs[q] += __shfl_xor_sync(0xffffffffu, rs[q], 2);
             }
-            if (t4 == 0) { s.urow[acc_row(r0, 0)] = rs[0]; s.urow[acc_row(r0, 2)] = rs[1]; }
+            if (t4 == 0) { s.urow[ch][acc_row(r0, 0)] = rs[0]; s.urow[ch][acc_row(r0, 2)] = rs[1]; }
 #pragma unroll
-            for (int j = 0; j < 8; j++)
+            for (int j = 0; j < 4; j++)
 #pragma unroll
                 for (int q = 0; q < 2; q++) {
                     float x = csum[j][q];
                     x += __shfl_xor_sync(0xffffffffu, x, 4);
                     x += __shfl_xor_sync(0xffffffffu, x, 8);
                     x += __shfl_xor_sync(0xffffffffu, x, 16);
-                    if (lane < 4) s.colpart[warp][acc_col(j, q)] = x;
+                    if (lane < 4) s.colpart[rb][c0 + acc_col(j, q)] = x;
                 }
             // dADT part 3: exp(A_c) sum(Hc . dH) (Hc from the bf16 tile: a sum of 4096 products)
             float m = 0.f;
 #pragma unroll
-            for (int j = 0; j < 8; j++)
+            for (int j = 0; j < 4; j++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) m += __bfloat162float(s.Hc[acc_row(r0, e)][acc_col(j, e)]) * dHacc[j][e];
+                for (int e = 0; e < 4; e++) m += __bfloat162float(s.Hc[acc_row(r0, e)][c0 + acc_col(j, e)]) * dHacc[j][e];
 #pragma unroll
             for (int o = 16; o > 0; o >>= 1) m += __shfl_xor_sync(0xffffffffu, m, o);
             if (lane == 0) s.mpart[warp] = m;
         }
         __syncthreads();
         {
-            float accQ[8][4], accK[8][4];
+            float accQ[4][4], accK[4][4];
             // dq_i = exp(Acs_i) Hc^T dy_i + sum_{j<i} P1_ij k~_j;  u2_i = q_i . (exp(Acs_i) Hc^T dy_i)
-            zero_acc(accQ);
-            warp_gemm<false, true>(accQ, s.dY, s.Hc, r0, 0, PP);
+            zero_acc<4>(accQ);
+            warp_gemm<false, true, 4>(accQ, s.dY, s.Hc, r0, 0, PP, c0);
             float u2[2] = {0.f, 0.f};
 #pragma unroll
-            for (int j = 0; j < 8; j++)
+            for (int j = 0; j < 4; j++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     const int i = acc_row(r0, e);
                     accQ[j][e] *= s.cs.eacs[i];
-                    u2[e >> 1] += accQ[j][e] * __bfloat162float(s.Q[i][acc_col(j, e)]);
+                    u2[e >> 1] += accQ[j][e] * __bfloat162float(s.Q[i][c0 + acc_col(j, e)]);
                 }
 #pragma unroll
             for (int q = 0; q < 2; q++) {
                 u2[q] += __shfl_xor_sync(0xffffffffu, u2[q], 1);
                 u2[q] += __shfl_xor_sync(0xffffffffu, u2[q], 2);
             }
-            if (t4 == 0) { s.u2[acc_row(r0, 0)] = u2[0]; s.u2[acc_row(r0, 2)] = u2[1]; }
-            warp_gemm<false, true>(accQ, s.P1, s.K, r0, 0, r0 + 16);
+            if (t4 == 0) { s.u2[ch][acc_row(r0, 0)] = u2[0]; s.u2[ch][acc_row(r0, 2)] = u2[1]; }
+            warp_gemm<false, true, 4>(accQ, s.P1, s.K, r0, 0, r0 + 16, c0);
             // dk~_j = exp(A_c - Acs_j) dH^T v_j + sum_{i>j} P1_ij q_i
-            zero_acc(accK);
-            warp_gemm<false, true>(accK, s.V, s.dH, r0, 0, PP);
+            zero_acc<4>(accK);
+            warp_gemm<false, true, 4>(accK, s.V, s.dH, r0, 0, PP, c0);
 #pragma unroll
-            for (int j = 0; j < 8; j++)
+            for (int j = 0; j < 4; j++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) accK[j][e] *= s.cs.erev[acc_row(r0, e)];
-            warp_gemm<true, true>(accK, s.P1, s.Q, r0, r0, L);
+            warp_gemm<true, true, 4>(accK, s.P1, s.Q, r0, r0, L, c0);
             // ---- per position and rotation pair (§5.4), in the accumulator layout: element pair
-            // (row i, cols 2m, 2m+1) with m = 4j + lane%4 is one rotation pair of one position.
+            // (row i, cols 2m, 2m+1) with m = c0/2 + 4j + lane%4 is one rotation pair of one position.
             float dsr[2] = {0.f, 0.f};
 #pragma unroll
             for (int e = 0; e < 4; e += 2) {
@@ -562,8 +562,8 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                 const float sc = s.cs.scale[i], ga = s.cs.gam[i], ddg = s.dd[i] * ga;
                 const bool last = dfin.k && t == T - 1;
 #pragma unroll
-                for (int j = 0; j < 8; j++) {
-                    const int m = 4 * j + t4, n0 = 2 * m;
+                for (int j = 0; j < 4; j++) {
+                    const int m = c0 / 2 + 4 * j + t4, n0 = 2 * m;
                     const float qb0 = ok ? __bfloat162float(s.Qr[i][n0]) + s.qb[n0] : 0.f;
                     const float qb1 = ok ? __bfloat162float(s.Qr[i][n0 + 1]) + s.qb[n0 + 1] : 0.f;
                     const float kb0 = ok ? __bfloat162float(s.Kr[i][n0]) + s.kb[n0] : 0.f;
@@ -602,34 +602,34 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                 dsr[q] += __shfl_xor_sync(0xffffffffu, dsr[q], 1);
                 dsr[q] += __shfl_xor_sync(0xffffffffu, dsr[q], 2);
             }
-            if (t4 == 0) { s.ds[acc_row(r0, 0)] = dsr[0]; s.ds[acc_row(r0, 2)] = dsr[1]; }
+            if (t4 == 0) { s.ds[ch][acc_row(r0, 0)] = dsr[0]; s.ds[ch][acc_row(r0, 2)] = dsr[1]; }
         }
         {
             // dv_j = exp(A_c - Acs_j) dH k~_j + sum_{i>j} P2_ij dy_i + (D + d_j) dy_j;  w_j = v_j . (first term)
-            float acc[8][4];
-            zero_acc(acc);
-            warp_gemm<false, false>(acc, s.K, s.dH, r0, 0, NN);
+            float acc[4][4];
+            zero_acc<4>(acc);
+            warp_gemm<false, false, 4>(acc, s.K, s.dH, r0, 0, NN, c0);
             float wv[2] = {0.f, 0.f};
 #pragma unroll
-            for (int j = 0; j < 8; j++)
+            for (int j = 0; j < 4; j++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     const int i = acc_row(r0, e);
                     acc[j][e] *= s.cs.erev[i];
-                    wv[e >> 1] += acc[j][e] * __bfloat162float(s.V[i][acc_col(j, e)]);
+                    wv[e >> 1] += acc[j][e] * __bfloat162float(s.V[i][c0 + acc_col(j, e)]);
                 }
 #pragma unroll
             for (int q = 0; q < 2; q++) {
                 wv[q] += __shfl_xor_sync(0xffffffffu, wv[q], 1);
                 wv[q] += __shfl_xor_sync(0xffffffffu, wv[q], 2);
             }
-            if (t4 == 0) { s.wv[acc_row(r0, 0)] = wv[0]; s.wv[acc_row(r0, 2)] = wv[1]; }
-            warp_gemm<true, true>(acc, s.P2, s.dY, r0, r0, L);
+            if (t4 == 0) { s.wv[ch][acc_row(r0, 0)] = wv[0]; s.wv[ch][acc_row(r0, 2)] = wv[1]; }
+            warp_gemm<true, true, 4>(acc, s.P2, s.dY, r0, r0, L, c0);
 #pragma unroll
-            for (int j = 0; j < 8; j++)
+            for (int j = 0; j < 4; j++)
 #pragma unroll
                 for (int e = 0; e < 4; e += 2) {
-                    const int i = acc_row(r0, e), p = acc_col(j, e);
+                    const int i = acc_row(r0, e), p = c0 + acc_col(j, e);
                     if (i < nrows) {
                         const float dg = Dh + s.cs.gam[i] * s.qkdot[i];
                         float v0 = acc[j][e] + dg * __bfloat162float(s.dY[i][p]);
@@ -652,18 +652,18 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
             // dH <- exp(A_c) dH + sum_i dy_i (exp(Acs_i) q_i)^T
             const float eAc = expf(s.cs.acs[L - 1]);
 #pragma unroll
-            for (int j = 0; j < 8; j++)
+            for (int j = 0; j < 4; j++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) dHacc[j][e] *= eAc;
-            warp_gemm<true, true>(dHacc, s.dY, s.P1, r0, 0, L);
+            warp_gemm<true, true, 4>(dHacc, s.dY, s.P1, r0, 0, L, c0);
 #pragma unroll
-            for (int j = 0; j < 8; j++)
+            for (int j = 0; j < 4; j++)
 #pragma unroll
                 for (int e = 0; e < 4; e += 2)
-                    *reinterpret_cast<uint32_t*>(&s.dH[acc_row(r0, e)][acc_col(j, e)]) = pack_bf16(dHacc[j][e], dHacc[j][e + 1]);
+                    *reinterpret_cast<uint32_t*>(&s.dH[acc_row(r0, e)][c0 + acc_col(j, e)]) = pack_bf16(dHacc[j][e], dHacc[j][e + 1]);
         }
         // ---- angles (§5.6): g_t = carry + sum_{r>=t} dphi_r; dtheta = g dt pi sech^2; dDT += g pi tanh
-        for (int i = warp; i < S; i += 4) {
+        for (int i = warp; i < S; i += NT / 32) {
             float x0 = dphi[lane * SP + i], x1 = dphi[(lane + 32) * SP + i];
 #pragma unroll
             for (int o = 1; o < 32; o <<= 1) {  // suffix sums
@@ -693,8 +693,10 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
         // ---- dADT (§5.3) scans within each half of the chunk (threads 0..63)
         if (tid < L) {
             const int r = tid;
-            float su = s.urow[r] - (s.colpart[0][r] + s.colpart[1][r] + s.colpart[2][r] + s.colpart[3][r]) + s.u2[r];
-            float pw = s.wv[r];
+            float su = s.urow[0][r] + s.urow[1][r] - (s.colpart[0][r] + s.colpart[1][r] + s.colpart[2][r] + s.colpart[3][r]) +
+                       s.u2[0][r] + s.u2[1][r];
+            const float w = s.wv[0][r] + s.wv[1][r];
+            float pw = w;
 #pragma unroll
             for (int o = 1; o < 32; o <<= 1) {
                 float a = __shfl_down_sync(0xffffffffu, su, o), bb = __shfl_up_sync(0xffffffffu, pw, o);
@@ -702,26 +704,27 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                 if (lane >= o) pw += bb;
             }
             __syncwarp();
-            s.urow[r] = su; s.u2[r] = pw;  // suffix sums of u, inclusive prefix sums of w (per half)
+            // suffix sums of u, inclusive prefix sums of w (per 32-row half); w and ds summed over column halves
+            s.urow[0][r] = su; s.u2[0][r] = pw; s.wv[0][r] = w; s.ds[0][r] += s.ds[1][r];
         }
         __syncthreads();
         // ---- dADT_t = sum_{r>=t} u_r + m + sum_{r<t} w_r; dDT, dTrap (§5.5) per position
         if (tid < L) {
             const int r = tid, t = t0 + r;
-            float su = s.urow[r], pw = s.u2[r] - s.wv[r];
-            if (r < 32) su += s.urow[32];
-            else pw += s.u2[31];
-            const float m = (s.mpart[0] + s.mpart[1] + s.mpart[2] + s.mpart[3]) * expf(s.cs.acs[L - 1]);
+            float su = s.urow[0][r], pw = s.u2[0][r] - s.wv[0][r];
+            if (r < 32) su += s.urow[0][32];
+            else pw += s.u2[0][31];
+            const float m = (s.mpart[0] + s.mpart[1] + s.mpart[2] + s.mpart[3] + s.mpart[4] + s.mpart[5] + s.mpart[6] + s.mpart[7]) * expf(s.cs.acs[L - 1]);
             const float lam = s.cs.lam[r], dtt = s.cs.dtv[r];
             float at = 0.f;
             for (int i = 0; i < S; i++) at += dphi[r * SP + i];
-            const float gs = s.dd[r] * s.qkdot[r] + s.ds[r];  // d gamma + d scale
+            const float gs = s.dd[r] * s.qkdot[r] + s.ds[0][r];  // d gamma + d scale
             float dD_t = gs * lam + at, dl = gs * dtt;
             if (r < nrows) {
                 dD_acc += s.dd[r];
                 dadt[bh * T + t] = su + m + pw;
                 if (r > 0) {
-                    const float dsp = s.ds[r - 1];
+                    const float dsp = s.ds[0][r - 1];
                     dD_t += dsp * (1.f - lam); dl -= dsp * dtt;
                     ddt[bh * T + t] = dD_t; dtrap[bh * T + t] = dl * lam * (1.f - lam);
                 } else {
@@ -731,42 +734,42 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
             }
             if (r == L - 1 && c + 1 < NC) {  // the next chunk's row 0 waited for ds of this row
                 const float* pd = s.pend[(c + 1) & 1];
-                const float dsp = s.ds[r], l2 = pd[2];
+                const float dsp = s.ds[0][r], l2 = pd[2];
                 ddt[bh * T + t + 1] = pd[0] + dsp * (1.f - l2);
                 dtrap[bh * T + t + 1] = (pd[1] - dsp * pd[3]) * l2 * (1.f - l2);
             }
         }
     }
     __syncthreads();
-    // ---- initial states (§5.5): dH' = d(H_init'); c0 = dt_0 (1 - lam_0)
+    // ---- initial states (§5.5): dH' = d(H_init'); c0v = dt_0 (1 - lam_0)
     float dc0 = 0.f;
     if (init.ssm) {
-        const float c0 = s.pend[0][3] * (1.f - s.pend[0][2]);
+        const float c0v = s.pend[0][3] * (1.f - s.pend[0][2]);
 #pragma unroll
-        for (int j = 0; j < 8; j++)
+        for (int j = 0; j < 4; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                const int p = acc_row(r0, e), n = acc_col(j, e);
+                const int p = acc_row(r0, e), n = c0 + acc_col(j, e);
                 dinit.ssm[(bh * PP + p) * NN + n] = dHacc[j][e];
                 dc0 += dHacc[j][e] * init.v[bh * PP + p] * init.k[bh * NN + n];
             }
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) dc0 += __shfl_xor_sync(0xffffffffu, dc0, o);
         if (lane == 0) s.mpart[warp] = dc0;
-        // dv_{-1} = c0 dH' k_{-1}; dk_{-1} = c0 dH'^T v_{-1}: from the fp32 copy just written
+        // dv_{-1} = c0v dH' k_{-1}; dk_{-1} = c0v dH'^T v_{-1}: from the fp32 copy just written
         __syncthreads();
         if (tid < PP) {
             float a = 0.f;
             for (int n = 0; n < NN; n++) a += dinit.ssm[(bh * PP + tid) * NN + n] * init.k[bh * NN + n];
-            dinit.v[bh * PP + tid] = c0 * a;
+            dinit.v[bh * PP + tid] = c0v * a;
         } else if (tid < PP + NN) {
             const int n = tid - PP;
             float a = 0.f;
             for (int p = 0; p < PP; p++) a += dinit.ssm[(bh * PP + p) * NN + n] * init.v[bh * PP + p];
-            dinit.k[bh * NN + n] = c0 * a;
+            dinit.k[bh * NN + n] = c0v * a;
         }
         if (tid < S) dinit.angle[bh * S + tid] = s.carry[tid];
-        dc0 = s.mpart[0] + s.mpart[1] + s.mpart[2] + s.mpart[3];
+        dc0 = s.mpart[0] + s.mpart[1] + s.mpart[2] + s.mpart[3] + s.mpart[4] + s.mpart[5] + s.mpart[6] + s.mpart[7];
     }
     if (tid == 0) {
         const float* pd = s.pend[0];
@@ -776,7 +779,7 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
     }
     // ---- per-(b,h) partial sums of the bias and D gradients (fixed order)
 #pragma unroll
-    for (int j = 0; j < 8; j++)
+    for (int j = 0; j < 4; j++)
 #pragma unroll
         for (int q = 0; q < 2; q++) {
             float aq = bq_acc[j][q], ak = bk_acc[j][q];
@@ -785,7 +788,7 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                 aq += __shfl_xor_sync(0xffffffffu, aq, o);
                 ak += __shfl_xor_sync(0xffffffffu, ak, o);
             }
-            if (lane < 4) { s.bpart_q[warp][acc_col(j, q)] = aq; s.bpart_k[warp][acc_col(j, q)] = ak; }
+            if (lane < 4) { s.bpart_q[rb][c0 + acc_col(j, q)] = aq; s.bpart_k[rb][c0 + acc_col(j, q)] = ak; }
         }
     if (tid < L) {
         float a = dD_acc;
