@@ -7,6 +7,8 @@
 #include "model/embedding.cuh"
 #include "model/gemm.cuh"
 #include "model/loss.cuh"
+#include "model/mamba3.cuh"
+#include "model/config.h"
 #include "model/mlp.cuh"
 #include "model/rmsnorm.cuh"
 #include "model/wiring.cuh"
@@ -108,13 +110,16 @@ int main(int argc, char** argv) {
         const double io = 2.0 * (2 * nq + 2 * nk);
         float f = time_ms([&] { attention_core_forward(out, lse, q, k, v, B, T, NH, NKV, HD, 0); });
         row("attention fwd (flash, ours)", f, fwd_flops, io);
-        float fb = time_ms([&] {
-            attention_core_forward(out, lse, q, k, v, B, T, NH, NKV, HD, 0);
-            attention_core_backward(dq, dk, dv, delta, dout, q, k, v, out, lse, B, T, NH, NKV, HD, 0);
-        });
-        row("attention fwd+bwd (flash, ours)", fb, 3.5 * fwd_flops, 2 * io);
-        float bo = fb - f;
-        printf("%-34s %9.3f ms\n", "attention bwd alone (ours)", bo);
+        {
+            float fb = time_ms([&] {
+                attention_core_forward(out, lse, q, k, v, B, T, NH, NKV, HD, 0);
+                attention_core_backward(dq, dk, dv, delta, dout, q, k, v, out, lse, B, T, NH, NKV, HD, 0);
+            });
+            row("attention fwd+bwd (flash, ours)", fb, 3.5 * fwd_flops, 2 * io);
+            row("attention bwd (flash, ours)", time_ms([&] {
+                    attention_core_backward(dq, dk, dv, delta, dout, q, k, v, out, lse, B, T, NH, NKV, HD, 0);
+                }), 2.5 * fwd_flops, io);
+        }
     }
     const int64_t N = (int64_t)B * T;
     const int C = 512, V = 8192, FH = 1536;
@@ -160,7 +165,10 @@ int main(int argc, char** argv) {
         row("resid_mix fwd", time_ms([&] { resid_mix_forward(of, xf, x0, mix, N, C, 0); }), 0, 3 * nc4);
         row("resid_mix bwd", time_ms([&] { resid_mix_backward(of, x0, dmix, dof, xf, x0, mix, N, C, 0); }), 0, 6 * nc4);
         row("scale_add fwd (bf16 y)", time_ms([&] { scale_add_forward(of, xf, nullptr, ob, mix, N, C, 0); }), 0, 2.5 * nc4);
-        row("scale_add bwd (bf16 dy)", time_ms([&] { scale_add_backward(nullptr, ob, dmix, dof, nullptr, ob, mix, N, C, 0); }), 0, 2 * nc4);
+        __nv_bfloat16* ob2;
+        cudaCheck(cudaMalloc(&ob2, N * C * 2));
+        cudaCheck(cudaMemcpy(ob2, ob, N * C * 2, cudaMemcpyDeviceToDevice));
+        row("scale_add bwd (bf16 y, bf16 dy)", time_ms([&] { scale_add_backward(nullptr, ob2, dmix, dof, nullptr, ob, mix, N, C, 0); }), 0, 2 * nc4);
         // MLP activation on (N, 1536)
         const int64_t nh = N * FH;
         auto* h = dalloc_rand<__nv_bfloat16>(nh, 16);
@@ -211,6 +219,38 @@ int main(int argc, char** argv) {
                 attn_qkv_prep_backward(dqkv, dgain, gq, gq + N * NH * HD, gq + N * (NH + NKV) * HD, qkv, qr, kr, gain,
                                        B, T, NH, NKV, HD, 10000.f, 0);
             }), 0, 6.0 * N * cols);
+    }
+    if (want("mamba3")) {  // prep around the scan, seed shape: R 2240, H 16, P 64, N 64, S 16
+        Config cfg;
+        Mamba3Dims d = mamba3_dims(cfg, B, T);
+        const int64_t nhp = N * d.H * d.P, ngn = N * d.G * d.N, nbht = N * d.H, ns = N * d.S;
+        auto* zx = dalloc_rand<__nv_bfloat16>(N * d.R, 30);
+        auto* dtb = dalloc_rand<float>(d.H, 31);
+        auto* w = dalloc_rand<float>(d.N, 32);
+        __nv_bfloat16 *z, *x, *q, *k, *dzx;
+        float *adt, *dt, *trap, *th, *rq, *rk, *gacc;
+        cudaCheck(cudaMalloc(&z, nhp * 2));
+        cudaCheck(cudaMalloc(&x, nhp * 2));
+        cudaCheck(cudaMalloc(&q, ngn * 2));
+        cudaCheck(cudaMalloc(&k, ngn * 2));
+        cudaCheck(cudaMalloc(&dzx, N * d.R * 2));
+        cudaCheck(cudaMalloc(&adt, nbht * 4));
+        cudaCheck(cudaMalloc(&dt, nbht * 4));
+        cudaCheck(cudaMalloc(&trap, nbht * 4));
+        cudaCheck(cudaMalloc(&th, ns * 4));
+        cudaCheck(cudaMalloc(&rq, N * 4));
+        cudaCheck(cudaMalloc(&rk, N * 4));
+        cudaCheck(cudaMalloc(&gacc, 1024 * 4));
+        auto* gf = dalloc_rand<float>(ngn * 2 + nbht * 3 + ns, 33);
+        const double io = 2.0 * N * d.R + 2.0 * (2 * nhp + 2 * ngn) + 4.0 * (3 * nbht + ns);
+        row("mamba3 prep fwd", time_ms([&] {
+                mamba3_prep_forward(z, x, q, k, adt, dt, trap, th, rq, rk, zx, dtb, w, w, d, 0);
+            }), 0, io);
+        row("mamba3 prep bwd", time_ms([&] {
+                mamba3_prep_backward(dzx, gacc, gacc + 64, gacc + 128, z, x, gf, gf + ngn, gf + 2 * ngn,
+                                     gf + 2 * ngn + nbht, gf + 2 * ngn + 2 * nbht, gf + 2 * ngn + 3 * nbht, zx, rq, rk,
+                                     dtb, w, w, d, 0);
+            }), 0, io + 2.0 * N * d.R + 2.0 * ngn);
     }
     cudaCheck(cudaDeviceSynchronize());
     return 0;

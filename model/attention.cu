@@ -35,12 +35,12 @@ template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
 // Rows [row0, row0+ROWS) of a (T, stride) bf16 matrix into a swizzled tile of 16-byte chunks.
-template <int ROWS = kTile>
+template <int ROWS = kTile, int NT = kThreads>
 __device__ __forceinline__ void load_tile(__nv_bfloat16* tile, const __nv_bfloat16* base, int64_t stride,
                                           int row0, int T) {
 #pragma unroll
-    for (int k = 0; k < ROWS * kHD / 8 / kThreads; k++) {
-        int id = threadIdx.x + k * kThreads;
+    for (int k = 0; k < ROWS * kHD / 8 / NT; k++) {
+        int id = threadIdx.x + k * NT;
         int r = id >> 3, c = (id & 7) << 3;
         bool valid = row0 + r < T;
         const __nv_bfloat16* src = base + (valid ? (int64_t)(row0 + r) * stride + c : 0);
@@ -392,37 +392,41 @@ __global__ void __launch_bounds__(kThreads) attn_bwd_dq_kernel(__nv_bfloat16* dq
         store_rows(dq + (int64_t)b * T * qs + h * kHD, qs, q0 + wrow + mt * 16, T, acc[mt], scale);
 }
 
-// dK/dV pass: grid (num key tiles, NKV, B). One CTA owns 64 keys of one KV head and walks every
-// (query head of the group, query tile at or after the key tile), so dK and dV are complete sums
-// in registers. Each warp owns 16 keys: S^T = K Q^T, P^T, dP^T = V dO^T, dS^T, then
-// dV += P^T dO and dK += dS^T Q, all inside the warp.
-constexpr int kBwdSmem = (2 * 2 + 2) * kTileElems * 2 + 2 * 2 * kTile * 4;
+// dK/dV pass: grid (num key tiles, NKV, B). One CTA owns 64 keys of one KV head and
+// walks every (query head of the group, 64-query tile reaching its keys), so dK and dV are
+// complete sums in registers. Each warp owns 16 keys: S^T = K Q^T, P^T, dP^T = V dO^T, dS^T,
+// then dV += P^T dO and dK += dS^T Q, all inside the warp. (8 warps, 128 keys per CTA, sharing
+// each Q/dO tile among more keys, measured slower: 3.72 vs 3.37 ms at B 16, T 4096; notes/gpu.md.)
+constexpr int kDkdvWarps = 4;
+constexpr int kDkdvSmem = (2 * 2 * kTileElems + 2 * kDkdvWarps * 16 * kHD) * 2 + 2 * 2 * kTile * 4;
 
-__global__ void __launch_bounds__(kThreads) attn_bwd_dkdv_kernel(__nv_bfloat16* dk, __nv_bfloat16* dv,
-                                                                 const __nv_bfloat16* dout, const __nv_bfloat16* q,
-                                                                 const __nv_bfloat16* k, const __nv_bfloat16* v,
-                                                                 const float* lse, const float* delta, int T, int NH,
-                                                                 int NKV, float scale_log2, float scale) {
+__global__ void __launch_bounds__(kDkdvWarps * 32) attn_bwd_dkdv_kernel(__nv_bfloat16* dk, __nv_bfloat16* dv,
+                                                                   const __nv_bfloat16* dout, const __nv_bfloat16* q,
+                                                                   const __nv_bfloat16* k, const __nv_bfloat16* v,
+                                                                   const float* lse, const float* delta, int T, int NH,
+                                                                   int NKV, float scale_log2, float scale) {
+    constexpr int NT = kDkdvWarps * 32, KEYS = kDkdvWarps * 16;
     extern __shared__ __align__(128) unsigned char smem[];
     __nv_bfloat16* sQ = reinterpret_cast<__nv_bfloat16*>(smem);  // [2][tile]
     __nv_bfloat16* sdO = sQ + 2 * kTileElems;                    // [2][tile]
-    __nv_bfloat16* sK = sdO + 2 * kTileElems;
-    __nv_bfloat16* sV = sK + kTileElems;
-    float* sL = reinterpret_cast<float*>(sV + kTileElems);  // [2][64] lse * log2e (inf past T)
+    __nv_bfloat16* sK = sdO + 2 * kTileElems;                    // (KEYS, HD)
+    __nv_bfloat16* sV = sK + KEYS * kHD;
+    float* sL = reinterpret_cast<float*>(sV + KEYS * kHD);  // [2][64] lse * log2e (inf past T)
     float* sD = sL + 2 * kTile;                              // [2][64] delta
 
     const int nb = gridDim.x - 1 - blockIdx.x, hk = blockIdx.y, b = blockIdx.z;
     const int group = NH / NKV;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tig = lane & 3;
     const int64_t qs = (int64_t)NH * kHD, ks = (int64_t)NKV * kHD;
-    const int nqt = (T + kTile - 1) / kTile;
-    const int per_head = nqt - nb;  // query tiles nb .. nqt-1
+    const int k0 = nb * KEYS;
+    const int nqt = (T + kTile - 1) / kTile, first = k0 / kTile;
+    const int per_head = nqt - first;  // query tiles first .. nqt-1
     const int iters = group * per_head;
 
     auto issue = [&](int it, int buf) {
-        const int h = hk * group + it / per_head, mb = nb + it % per_head;
-        load_tile(sQ + buf * kTileElems, q + (int64_t)b * T * qs + h * kHD, qs, mb * kTile, T);
-        load_tile(sdO + buf * kTileElems, dout + (int64_t)b * T * qs + h * kHD, qs, mb * kTile, T);
+        const int h = hk * group + it / per_head, mb = first + it % per_head;
+        load_tile<kTile, NT>(sQ + buf * kTileElems, q + (int64_t)b * T * qs + h * kHD, qs, mb * kTile, T);
+        load_tile<kTile, NT>(sdO + buf * kTileElems, dout + (int64_t)b * T * qs + h * kHD, qs, mb * kTile, T);
         if (threadIdx.x < kTile) {
             const int row = mb * kTile + threadIdx.x;
             const int64_t i = ((int64_t)b * NH + h) * T + row;
@@ -431,8 +435,8 @@ __global__ void __launch_bounds__(kThreads) attn_bwd_dkdv_kernel(__nv_bfloat16* 
         }
     };
 
-    load_tile(sK, k + (int64_t)b * T * ks + hk * kHD, ks, nb * kTile, T);
-    load_tile(sV, v + (int64_t)b * T * ks + hk * kHD, ks, nb * kTile, T);
+    load_tile<KEYS, NT>(sK, k + (int64_t)b * T * ks + hk * kHD, ks, k0, T);
+    load_tile<KEYS, NT>(sV, v + (int64_t)b * T * ks + hk * kHD, ks, k0, T);
     issue(0, 0);
     cp_async_commit();
 
@@ -461,7 +465,8 @@ __global__ void __launch_bounds__(kThreads) attn_bwd_dkdv_kernel(__nv_bfloat16* 
         const __nv_bfloat16* tdo = sdO + buf * kTileElems;
         const float* L = sL + buf * kTile;
         const float* Dl = sD + buf * kTile;
-        const bool diag = (it % per_head) == 0;
+        const int q0 = (first + it % per_head) * kTile;
+        const bool diag = q0 < k0 + KEYS - 1;  // some key of the CTA lies after some query of the tile
 
         float st[1][8][4], dpt[1][8][4];  // rows: this warp's 16 keys; cols: the tile's 64 queries
         zero_acc<1>(st);
@@ -474,7 +479,7 @@ __global__ void __launch_bounds__(kThreads) attn_bwd_dkdv_kernel(__nv_bfloat16* 
             for (int e = 0; e < 4; e++) {
                 const int qc = nt * 8 + 2 * tig + (e & 1), kr = warp * 16 + g + 8 * (e >> 1);
                 float p = exp2f(st[0][nt][e] * scale_log2 - L[qc]);
-                if (diag && kr > qc) p = 0.f;
+                if (diag && k0 + kr > q0 + qc) p = 0.f;
                 st[0][nt][e] = p;
                 dpt[0][nt][e] = p * (dpt[0][nt][e] - Dl[qc]);  // dS^T
             }
@@ -482,7 +487,7 @@ __global__ void __launch_bounds__(kThreads) attn_bwd_dkdv_kernel(__nv_bfloat16* 
         mma_pb<1>(dK, dpt, tq);
         __syncthreads();
     }
-    const int row0 = nb * kTile + warp * 16;
+    const int row0 = k0 + warp * 16;
     store_rows(dk + (int64_t)b * T * ks + hk * kHD, ks, row0, T, dK[0], scale);
     store_rows(dv + (int64_t)b * T * ks + hk * kHD, ks, row0, T, dV[0], 1.f);
 }
@@ -496,6 +501,7 @@ void check_shapes(int T, int NH, int NKV, int HD) {
 }  // namespace
 
 // ---- kernel launchers
+
 
 void attention_core_forward(__nv_bfloat16* out, float* lse, const __nv_bfloat16* q, const __nv_bfloat16* k,
                             const __nv_bfloat16* v, int B, int T, int NH, int NKV, int HD, cudaStream_t stream) {
@@ -517,16 +523,16 @@ void attention_core_backward(__nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16
     cudaCheckLaunch();
     static bool attr_set = false;  // the backward kernels' shared memory (> 48 KB) needs the opt-in
     if (!attr_set) {
-        cudaCheck(cudaFuncSetAttribute(attn_bwd_dkdv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kBwdSmem));
+        cudaCheck(cudaFuncSetAttribute(attn_bwd_dkdv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kDkdvSmem));
         cudaCheck(cudaFuncSetAttribute(attn_bwd_dq_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kDqSmem));
         attr_set = true;
     }
     dim3 gq(ceil_div(T, kDqRows), NH, B);
     attn_bwd_dq_kernel<<<gq, kThreads, kDqSmem, stream>>>(dq, dout, q, k, v, lse, delta, T, NH, NKV, scale * kLog2e, scale);
     cudaCheckLaunch();
-    dim3 gk(ceil_div(T, kTile), NKV, B);
-    attn_bwd_dkdv_kernel<<<gk, kThreads, kBwdSmem, stream>>>(dk, dv, dout, q, k, v, lse, delta, T, NH, NKV,
-                                                            scale * kLog2e, scale);
+    dim3 gk(ceil_div(T, kDkdvWarps * 16), NKV, B);
+    attn_bwd_dkdv_kernel<<<gk, kDkdvWarps * 32, kDkdvSmem, stream>>>(dk, dv, dout, q, k, v, lse, delta, T, NH, NKV,
+                                                                    scale * kLog2e, scale);
     cudaCheckLaunch();
 }
 
@@ -568,99 +574,105 @@ __device__ __forceinline__ float warp_sum(float s) {
     return s;
 }
 
-// grid (B*T), block (NH + 2 NKV) warps: warp w < NH is query head w, then the NKV key heads,
+// Each CTA walks kPrepTok tokens: one token per CTA left the kernel bound by CTA turnover.
+constexpr int kPrepTok = 8;
+
+// grid (B*T / kPrepTok), block (NH + 2 NKV) warps: warp w < NH is query head w, then the NKV key heads,
 // then the NKV value heads. Lane owns the rotation pairs (i, i + HD/2) for i = lane, lane + 32..
 __global__ void attn_prep_forward_kernel(__nv_bfloat16* q, __nv_bfloat16* k, __nv_bfloat16* v, float* q_rstd,
                                          float* k_rstd, const __nv_bfloat16* qkv, const float* q_gain,
                                          const float* cs, const float* sn, int T, int NH, int NKV, int HD,
-                                         float eps) {
-    const int64_t bt = blockIdx.x;
-    const int t = (int)(bt % T), w = threadIdx.x >> 5, lane = threadIdx.x & 31, half = HD / 2;
-    const int cols = (NH + 2 * NKV) * HD;
-    const __nv_bfloat16* x = qkv + bt * cols + (int64_t)w * HD;
-    if (w >= NH + NKV) {  // value head: silu
-        __nv_bfloat16* o = v + (bt * NKV + (w - NH - NKV)) * HD;
+                                         float eps, int64_t rows) {
+    const int w = threadIdx.x >> 5, lane = threadIdx.x & 31, half = HD / 2;
+    for (int64_t bt = (int64_t)blockIdx.x * kPrepTok; bt < min((int64_t)(blockIdx.x + 1) * kPrepTok, rows); bt++) {
+        const int t = (int)(bt % T);
+        const int cols = (NH + 2 * NKV) * HD;
+        const __nv_bfloat16* x = qkv + bt * cols + (int64_t)w * HD;
+        if (w >= NH + NKV) {  // value head: silu
+            __nv_bfloat16* o = v + (bt * NKV + (w - NH - NKV)) * HD;
+            for (int i = lane; i < HD; i += 32) {
+                const float u = __bfloat162float(x[i]);
+                o[i] = __float2bfloat16(u / (1.f + __expf(-u)));
+            }
+            continue;
+        }
+        float ss = 0.f;
         for (int i = lane; i < HD; i += 32) {
             const float u = __bfloat162float(x[i]);
-            o[i] = __float2bfloat16(u / (1.f + __expf(-u)));
+            ss += u * u;
         }
-        return;
-    }
-    float ss = 0.f;
-    for (int i = lane; i < HD; i += 32) {
-        const float u = __bfloat162float(x[i]);
-        ss += u * u;
-    }
-    const float r = rsqrtf(warp_sum(ss) / HD + eps);
-    const bool isq = w < NH;
-    const float gain = isq ? q_gain[w] : 1.f;
-    __nv_bfloat16* o = isq ? q + (bt * NH + w) * HD : k + (bt * NKV + (w - NH)) * HD;
-    for (int i = lane; i < half; i += 32) {
-        const float x1 = __bfloat162float(x[i]) * r, x2 = __bfloat162float(x[i + half]) * r;
-        const float c = cs[(int64_t)t * half + i], s = sn[(int64_t)t * half + i];
-        o[i] = __float2bfloat16(gain * (x1 * c + x2 * s));
-        o[i + half] = __float2bfloat16(gain * (-x1 * s + x2 * c));
-    }
-    if (lane == 0) {
-        if (isq) q_rstd[bt * NH + w] = r;
-        else k_rstd[bt * NKV + (w - NH)] = r;
+        const float r = rsqrtf(warp_sum(ss) / HD + eps);
+        const bool isq = w < NH;
+        const float gain = isq ? q_gain[w] : 1.f;
+        __nv_bfloat16* o = isq ? q + (bt * NH + w) * HD : k + (bt * NKV + (w - NH)) * HD;
+        for (int i = lane; i < half; i += 32) {
+            const float x1 = __bfloat162float(x[i]) * r, x2 = __bfloat162float(x[i + half]) * r;
+            const float c = cs[(int64_t)t * half + i], s = sn[(int64_t)t * half + i];
+            o[i] = __float2bfloat16(gain * (x1 * c + x2 * s));
+            o[i + half] = __float2bfloat16(gain * (-x1 * s + x2 * c));
+        }
+        if (lane == 0) {
+            if (isq) q_rstd[bt * NH + w] = r;
+            else k_rstd[bt * NKV + (w - NH)] = r;
+        }
     }
 }
 
 // Backward, same grid. For a q/k head: u = x r, w = R u, out = g w:
 //   dgain = sum(dout . w);  du = R^T (g dout);  dx = r (du - u mean(du . u)).
 // For a value head: dx = dv * (s + u s (1 - s)), s = sigmoid(u).
-// dq_gain partials: one row of NH per CTA (token), reduced afterwards in a fixed order.
+// dq_gain partials: one row of NH per CTA (kPrepTok tokens), reduced afterwards in a fixed order.
 __global__ void attn_prep_backward_kernel(__nv_bfloat16* dqkv, float* gain_partials, const __nv_bfloat16* dq,
                                           const __nv_bfloat16* dk, const __nv_bfloat16* dv,
                                           const __nv_bfloat16* qkv, const float* q_rstd, const float* k_rstd,
                                           const float* q_gain, const float* cs, const float* sn, int T, int NH,
-                                          int NKV, int HD) {
-    const int64_t bt = blockIdx.x;
-    const int t = (int)(bt % T), w = threadIdx.x >> 5, lane = threadIdx.x & 31, half = HD / 2;
-    const int cols = (NH + 2 * NKV) * HD;
-    const __nv_bfloat16* x = qkv + bt * cols + (int64_t)w * HD;
-    __nv_bfloat16* dx = dqkv + bt * cols + (int64_t)w * HD;
-    if (w >= NH + NKV) {
-        const __nv_bfloat16* g = dv + (bt * NKV + (w - NH - NKV)) * HD;
-        for (int i = lane; i < HD; i += 32) {
-            const float u = __bfloat162float(x[i]), s = 1.f / (1.f + __expf(-u));
-            dx[i] = __float2bfloat16(__bfloat162float(g[i]) * (s + u * s * (1.f - s)));
+                                          int NKV, int HD, int64_t rows) {
+    const int w = threadIdx.x >> 5, lane = threadIdx.x & 31, half = HD / 2;
+    float dgain_acc = 0.f;  // this warp's head, summed over the CTA's tokens in order
+    for (int64_t bt = (int64_t)blockIdx.x * kPrepTok; bt < min((int64_t)(blockIdx.x + 1) * kPrepTok, rows); bt++) {
+        const int t = (int)(bt % T);
+        const int cols = (NH + 2 * NKV) * HD;
+        const __nv_bfloat16* x = qkv + bt * cols + (int64_t)w * HD;
+        __nv_bfloat16* dx = dqkv + bt * cols + (int64_t)w * HD;
+        if (w >= NH + NKV) {
+            const __nv_bfloat16* g = dv + (bt * NKV + (w - NH - NKV)) * HD;
+            for (int i = lane; i < HD; i += 32) {
+                const float u = __bfloat162float(x[i]), s = 1.f / (1.f + __expf(-u));
+                dx[i] = __float2bfloat16(__bfloat162float(g[i]) * (s + u * s * (1.f - s)));
+            }
+            continue;
         }
-        return;
+        const bool isq = w < NH;
+        const float r = isq ? q_rstd[bt * NH + w] : k_rstd[bt * NKV + (w - NH)];
+        const float gain = isq ? q_gain[w] : 1.f;
+        const __nv_bfloat16* go = isq ? dq + (bt * NH + w) * HD : dk + (bt * NKV + (w - NH)) * HD;
+        float dgain = 0.f, dot = 0.f;
+        float du1[2], du2[2], u1[2], u2[2];  // HD <= 128: at most two pairs per lane
+    #pragma unroll
+        for (int j = 0; j < 2; j++) {
+            const int i = lane + 32 * j;
+            du1[j] = du2[j] = u1[j] = u2[j] = 0.f;
+            if (i >= half) continue;
+            const float c = cs[(int64_t)t * half + i], s = sn[(int64_t)t * half + i];
+            u1[j] = __bfloat162float(x[i]) * r;
+            u2[j] = __bfloat162float(x[i + half]) * r;
+            const float d1 = __bfloat162float(go[i]), d2 = __bfloat162float(go[i + half]);
+            dgain += d1 * (u1[j] * c + u2[j] * s) + d2 * (-u1[j] * s + u2[j] * c);
+            du1[j] = gain * (d1 * c - d2 * s);
+            du2[j] = gain * (d1 * s + d2 * c);
+            dot += du1[j] * u1[j] + du2[j] * u2[j];
+        }
+        const float mean = warp_sum(dot) / HD;
+    #pragma unroll
+        for (int j = 0; j < 2; j++) {
+            const int i = lane + 32 * j;
+            if (i >= half) continue;
+            dx[i] = __float2bfloat16(r * (du1[j] - u1[j] * mean));
+            dx[i + half] = __float2bfloat16(r * (du2[j] - u2[j] * mean));
+        }
+        if (isq) dgain_acc += warp_sum(dgain);
     }
-    const bool isq = w < NH;
-    const float r = isq ? q_rstd[bt * NH + w] : k_rstd[bt * NKV + (w - NH)];
-    const float gain = isq ? q_gain[w] : 1.f;
-    const __nv_bfloat16* go = isq ? dq + (bt * NH + w) * HD : dk + (bt * NKV + (w - NH)) * HD;
-    float dgain = 0.f, dot = 0.f;
-    float du1[2], du2[2], u1[2], u2[2];  // HD <= 128: at most two pairs per lane
-#pragma unroll
-    for (int j = 0; j < 2; j++) {
-        const int i = lane + 32 * j;
-        du1[j] = du2[j] = u1[j] = u2[j] = 0.f;
-        if (i >= half) continue;
-        const float c = cs[(int64_t)t * half + i], s = sn[(int64_t)t * half + i];
-        u1[j] = __bfloat162float(x[i]) * r;
-        u2[j] = __bfloat162float(x[i + half]) * r;
-        const float d1 = __bfloat162float(go[i]), d2 = __bfloat162float(go[i + half]);
-        dgain += d1 * (u1[j] * c + u2[j] * s) + d2 * (-u1[j] * s + u2[j] * c);
-        du1[j] = gain * (d1 * c - d2 * s);
-        du2[j] = gain * (d1 * s + d2 * c);
-        dot += du1[j] * u1[j] + du2[j] * u2[j];
-    }
-    const float mean = warp_sum(dot) / HD;
-#pragma unroll
-    for (int j = 0; j < 2; j++) {
-        const int i = lane + 32 * j;
-        if (i >= half) continue;
-        dx[i] = __float2bfloat16(r * (du1[j] - u1[j] * mean));
-        dx[i + half] = __float2bfloat16(r * (du2[j] - u2[j] * mean));
-    }
-    if (isq) {
-        dgain = warp_sum(dgain);
-        if (lane == 0) gain_partials[bt * NH + w] = dgain;
-    }
+    if (w < NH && lane == 0) gain_partials[(int64_t)blockIdx.x * NH + w] = dgain_acc;
 }
 
 }  // namespace
@@ -670,8 +682,9 @@ void attn_qkv_prep_forward(__nv_bfloat16* q, __nv_bfloat16* k, __nv_bfloat16* v,
                            float rope_base, float eps, cudaStream_t stream) {
     if (HD % 2 || HD > 128 || (NH + 2 * NKV) > 32) fatal("attn_qkv_prep: HD %d / heads %d+2*%d unsupported", HD, NH, NKV);
     RopeTable rt = rope_table(T, HD, rope_base);
-    attn_prep_forward_kernel<<<(unsigned)((int64_t)B * T), (NH + 2 * NKV) * 32, 0, stream>>>(
-        q, k, v, q_rstd, k_rstd, qkv, q_gain, rt.cs, rt.sn, T, NH, NKV, HD, eps);
+    const int64_t rows = (int64_t)B * T;
+    attn_prep_forward_kernel<<<ceil_div(rows, kPrepTok), (NH + 2 * NKV) * 32, 0, stream>>>(
+        q, k, v, q_rstd, k_rstd, qkv, q_gain, rt.cs, rt.sn, T, NH, NKV, HD, eps, rows);
     cudaCheckLaunch();
 }
 
@@ -682,9 +695,10 @@ void attn_qkv_prep_backward(__nv_bfloat16* dqkv, float* dq_gain, const __nv_bflo
     if (HD % 2 || HD > 128 || (NH + 2 * NKV) > 32) fatal("attn_qkv_prep: HD %d / heads %d+2*%d unsupported", HD, NH, NKV);
     RopeTable rt = rope_table(T, HD, rope_base);
     const int64_t rows = (int64_t)B * T;
-    float* partials = reduce_scratch(rows * NH);
-    attn_prep_backward_kernel<<<(unsigned)rows, (NH + 2 * NKV) * 32, 0, stream>>>(
-        dqkv, partials, dq, dk, dv, qkv, q_rstd, k_rstd, q_gain, rt.cs, rt.sn, T, NH, NKV, HD);
+    const int parts = ceil_div(rows, kPrepTok);
+    float* partials = reduce_scratch((int64_t)parts * NH);
+    attn_prep_backward_kernel<<<parts, (NH + 2 * NKV) * 32, 0, stream>>>(
+        dqkv, partials, dq, dk, dv, qkv, q_rstd, k_rstd, q_gain, rt.cs, rt.sn, T, NH, NKV, HD, rows);
     cudaCheckLaunch();
-    reduce_partials(dq_gain, partials, (int)rows, NH, true, stream);
+    reduce_partials(dq_gain, partials, parts, NH, true, stream);
 }

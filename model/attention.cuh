@@ -30,7 +30,6 @@ void attention_core_backward(__nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16
                              const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
                              const __nv_bfloat16* out, const float* lse,
                              int B, int T, int NH, int NKV, int HD, cudaStream_t stream);
-
 // (b) qkv prep, the attn_qkv GEMM's output (B, T, (NH + 2 NKV) HD) bf16, q | k | v per row:
 //   v = silu(v);  q, k = RMSNorm per head (no weight, eps);  q, k = RoPE half-split,
 //   angle(t, i) = t * base^(-2i/HD) (cos/sin from a float64-built table);  q *= q_gain[h].

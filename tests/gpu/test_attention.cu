@@ -49,18 +49,21 @@ TEST_CASE("gpu attention core: flash forward/backward vs float64, GQA, odd T") {
         INFO("lse abs err " << lerr);
         CHECK(lerr < 1e-3);
 
-        attention_core_backward(gq, gk, gv, ddelta, ddo, dq_, dk_, dv_, dout_o, dlse, B, T, NH, NKV, HD, 0);
-        auto a_q = gt::to_host(gq, nq), a_k = gt::to_host(gk, nk), a_v = gt::to_host(gv, nk);
-        CHECK_REL("dq", a_q, gt::to_float(rdq), 1e-2);
-        CHECK_REL("dk", a_k, gt::to_float(rdk), 1e-2);
-        CHECK_REL("dv", a_v, gt::to_float(rdv), 1e-2);
-        // Determinism: a second run over poisoned outputs gives the same bits.
-        gt::poison(gq, nq * 2); gt::poison(gk, nk * 2); gt::poison(gv, nk * 2);
-        attention_core_backward(gq, gk, gv, ddelta, ddo, dq_, dk_, dv_, dout_o, dlse, B, T, NH, NKV, HD, 0);
-        auto b_q = gt::to_host(gq, nq), b_k = gt::to_host(gk, nk), b_v = gt::to_host(gv, nk);
-        CHECK(memcmp(a_q.data(), b_q.data(), nq * 4) == 0);
-        CHECK(memcmp(a_k.data(), b_k.data(), nk * 4) == 0);
-        CHECK(memcmp(a_v.data(), b_v.data(), nk * 4) == 0);
+        {
+            gt::poison(gq, nq * 2); gt::poison(gk, nk * 2); gt::poison(gv, nk * 2);
+            attention_core_backward(gq, gk, gv, ddelta, ddo, dq_, dk_, dv_, dout_o, dlse, B, T, NH, NKV, HD, 0);
+            auto a_q = gt::to_host(gq, nq), a_k = gt::to_host(gk, nk), a_v = gt::to_host(gv, nk);
+            CHECK_REL("dq", a_q, gt::to_float(rdq), 1e-2);
+            CHECK_REL("dk", a_k, gt::to_float(rdk), 1e-2);
+            CHECK_REL("dv", a_v, gt::to_float(rdv), 1e-2);
+            // Determinism: a second run over poisoned outputs gives the same bits.
+            gt::poison(gq, nq * 2); gt::poison(gk, nk * 2); gt::poison(gv, nk * 2);
+            attention_core_backward(gq, gk, gv, ddelta, ddo, dq_, dk_, dv_, dout_o, dlse, B, T, NH, NKV, HD, 0);
+            auto b_q = gt::to_host(gq, nq), b_k = gt::to_host(gk, nk), b_v = gt::to_host(gv, nk);
+            CHECK(memcmp(a_q.data(), b_q.data(), nq * 4) == 0);
+            CHECK(memcmp(a_k.data(), b_k.data(), nk * 4) == 0);
+            CHECK(memcmp(a_v.data(), b_v.data(), nk * 4) == 0);
+        }
         for (void* p : {(void*)dq_, (void*)dk_, (void*)dv_, (void*)ddo, (void*)dout_o, (void*)dlse, (void*)ddelta,
                         (void*)gq, (void*)gk, (void*)gv})
             cudaCheck(cudaFree(p));
