@@ -87,14 +87,24 @@ __device__ __forceinline__ void zero_acc(float acc[8][4]) {
 __device__ __forceinline__ int acc_row(int r0, int e) { return r0 + ((threadIdx.x & 31) >> 2) + ((e >> 1) << 3); }
 __device__ __forceinline__ int acc_col(int j, int e) { return 8 * j + 2 * (threadIdx.x & 3) + (e & 1); }
 
-// 64 rows x 64 bf16 from global (row stride `ld` elements) into a tile; rows >= nrows are zero.
+// Global -> shared copies that do not wait (cp.async, 16 B each, zero-filled past the end): a chunk
+// issues all of its tile loads at once, then waits once (cp_async_wait_all + __syncthreads).
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+    const uint32_t sa = (uint32_t)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(sa), "l"(src), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
+// 64 rows x 64 bf16 (row stride `ld` elements) into a tile; rows >= nrows are zero.
 __device__ __forceinline__ void load_tile(Tile& dst, const bf16* src, int64_t ld, int nrows) {
+#pragma unroll
     for (int k = threadIdx.x; k < L * 8; k += NT) {
         const int r = k >> 3, c8 = (k & 7) * 8;
-        uint4 val = make_uint4(0, 0, 0, 0);
-        if (r < nrows) val = *reinterpret_cast<const uint4*>(src + r * ld + c8);
-        *reinterpret_cast<uint4*>(&dst[r][c8]) = val;
+        cp_async16(&dst[r][c8], src + (r < nrows ? r * ld + c8 : 0), r < nrows);
     }
+}
+// n16 16-byte pieces of contiguous floats, the first nvalid16 real, the rest zero.
+__device__ __forceinline__ void load_floats(float* dst, const float* src, int n16, int nvalid16) {
+    for (int k = threadIdx.x; k < n16; k += NT) cp_async16(dst + 4 * k, src + (k < nvalid16 ? 4 * k : 0), k < nvalid16);
 }
 
 // Per-chunk scalars shared by both directions (threads 0..63, one position each; padded rows get
@@ -132,21 +142,12 @@ __device__ void chunk_scalars(ChunkScalars& s, const float* adt, const float* dt
     if (tid < L) s.erev[tid] = expf(s.acs[L - 1] - s.acs[tid]);
 }
 
-// q_raw/k_raw row (32 of the N = 64 values, the half `hf`) + bias, as fp32; zero past the end.
-__device__ __forceinline__ void load_half_row(float out[32], const bf16* src, const float* bias, bool ok) {
-#pragma unroll
-    for (int k = 0; k < 4; k++) {
-        uint4 u = ok ? *reinterpret_cast<const uint4*>(src + 8 * k) : make_uint4(0, 0, 0, 0);
-        const bf16* e = reinterpret_cast<const bf16*>(&u);
-#pragma unroll
-        for (int j = 0; j < 8; j++) out[8 * k + j] = ok ? __bfloat162float(e[j]) + bias[8 * k + j] : 0.f;
-    }
-}
-
 // ================================================================ forward
 struct FwdSmem {
     Tile Q, K, Kd, Kl, V, Hc, Y, Z;  // q rot; k~ = s k rot; exp(A_c - Acs) k~ as bf16 hi + lo; v; H entering
                                      // (bf16); y; z -> o
+    Tile Qr, Kr;                     // q_raw, k_raw
+    float theta[L * SMAX];           // this chunk's theta rows (B,T,S), contiguous
     float phi[L][SMAX + 1];
     float carry[SMAX];
     float qkd[L];
@@ -191,13 +192,20 @@ __global__ void __launch_bounds__(NT) mamba3_scan_fwd_kernel(
     for (int c = 0; c < NC; c++) {
         const int t0 = c * L, nrows = min(L, T - t0);
         __syncthreads();  // previous chunk's readers of every tile are done
+        const int64_t ldv = (int64_t)H * PP, ldq = (int64_t)G * NN;
+        load_tile(s.V, v + ((int64_t)b * T + t0) * ldv + h * PP, ldv, nrows);
+        load_tile(s.Z, z + ((int64_t)b * T + t0) * ldv + h * PP, ldv, nrows);
+        load_tile(s.Qr, q_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
+        load_tile(s.Kr, k_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
+        load_floats(s.theta, theta + ((int64_t)b * T + t0) * S, L * S / 4, nrows * S / 4);
         chunk_scalars(s.cs, adt, dt, trap, bh, T, t0);
+        cp_async_wait_all();
         __syncthreads();
         // ---- angles (§3.6): phi = carry + cumsum(pi tanh(theta) dt), mod 2pi; carry mod 2pi
         for (int i = warp; i < S; i += 4) {
             float w0 = 0.f, w1 = 0.f;
-            if (lane < nrows) w0 = kPi * tanhf(theta[((int64_t)b * T + t0 + lane) * S + i]) * s.cs.dtv[lane];
-            if (lane + 32 < nrows) w1 = kPi * tanhf(theta[((int64_t)b * T + t0 + lane + 32) * S + i]) * s.cs.dtv[lane + 32];
+            if (lane < nrows) w0 = kPi * tanhf(s.theta[lane * S + i]) * s.cs.dtv[lane];
+            if (lane + 32 < nrows) w1 = kPi * tanhf(s.theta[(lane + 32) * S + i]) * s.cs.dtv[lane + 32];
 #pragma unroll
             for (int o = 1; o < 32; o <<= 1) {
                 float y0 = __shfl_up_sync(0xffffffffu, w0, o), y1 = __shfl_up_sync(0xffffffffu, w1, o);
@@ -217,12 +225,13 @@ __global__ void __launch_bounds__(NT) mamba3_scan_fwd_kernel(
         {
             const int r = tid >> 1, hf = tid & 1, t = t0 + r;
             const bool ok = r < nrows;
-            float qv[32], kv[32];
-            load_half_row(qv, q_raw + (((int64_t)b * T + t) * G + g) * NN + 32 * hf, s.qb + 32 * hf, ok);
-            load_half_row(kv, k_raw + (((int64_t)b * T + t) * G + g) * NN + 32 * hf, s.kb + 32 * hf, ok);
-            float dot = 0.f;
+            float qv[32], kv[32], dot = 0.f;
 #pragma unroll
-            for (int k = 0; k < 32; k++) dot += qv[k] * kv[k];
+            for (int k = 0; k < 32; k++) {
+                qv[k] = ok ? __bfloat162float(s.Qr[r][32 * hf + k]) + s.qb[32 * hf + k] : 0.f;
+                kv[k] = ok ? __bfloat162float(s.Kr[r][32 * hf + k]) + s.kb[32 * hf + k] : 0.f;
+                dot += qv[k] * kv[k];
+            }
             dot += __shfl_xor_sync(0xffffffffu, dot, 1);
             if (hf == 0) s.qkd[r] = s.cs.gam[r] * dot;  // diagonal uses gamma, not scale
 #pragma unroll
@@ -252,9 +261,6 @@ __global__ void __launch_bounds__(NT) mamba3_scan_fwd_kernel(
                     pack_bf16(a0 - __bfloat162float(hi.x), a1 - __bfloat162float(hi.y));
             }
         }
-        const int64_t ldv = (int64_t)H * PP;
-        load_tile(s.V, v + ((int64_t)b * T + t0) * ldv + h * PP, ldv, nrows);
-        load_tile(s.Z, z + ((int64_t)b * T + t0) * ldv + h * PP, ldv, nrows);
         if (fin.v && c == NC - 1 && tid < PP)
             fin.v[bh * PP + tid] = __bfloat162float(v[((int64_t)b * T + T - 1) * ldv + h * PP + tid]);
         __syncthreads();
@@ -340,9 +346,9 @@ struct BwdSmem {
     float pend[2][4];                          // row 0 of a chunk waits for ds of the previous position
     float qb[NN], kb[NN];
     ChunkScalars cs;
-    float tabs[1];                             // phi (L x (S+1)) then dphi (L x (S+1)), sized at launch
+    alignas(16) float tabs[4];                 // phi (L*S), theta (L*S), dphi (L x (S+1)), sized at launch
 };
-size_t bwd_smem_bytes(int S) { return sizeof(BwdSmem) + (size_t)2 * L * (S + 1) * sizeof(float); }
+size_t bwd_smem_bytes(int S) { return sizeof(BwdSmem) + (size_t)(3 * L * S + L) * sizeof(float); }
 
 __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
     bf16* dq_h, bf16* dk_h, float* dth_h,                    // scratch: (B,T,H,N) (B,T,H,N) (B,T,H,S)
@@ -355,8 +361,9 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
     extern __shared__ __align__(16) unsigned char smem_raw[];
     BwdSmem& s = *reinterpret_cast<BwdSmem*>(smem_raw);
     const int SP = S + 1;
-    float* phi = s.tabs;            // [L][SP]
-    float* dphi = s.tabs + L * SP;  // [L][SP]
+    float* phi = s.tabs;                // [L][S]
+    float* th_s = s.tabs + L * S;       // [L][S]
+    float* dphi = s.tabs + 2 * L * S;   // [L][SP]
     const int h = blockIdx.x, b = blockIdx.y, g = h / (H / G);
     const int64_t bh = (int64_t)b * H + h;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, r0 = warp * 16, t4 = lane & 3;
@@ -384,23 +391,23 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
     for (int c = NC - 1; c >= 0; c--) {
         const int t0 = c * L, nrows = min(L, T - t0);
         __syncthreads();
+        // saved phi, theta, v, q_raw, k_raw (async), the state entering the chunk (fp32 -> bf16 tile), dzdo (§5.2)
+        load_floats(phi, phi_g + (bh * T + t0) * S, L * S / 4, nrows * S / 4);
+        load_floats(th_s, theta + ((int64_t)b * T + t0) * S, L * S / 4, nrows * S / 4);
+        load_tile(s.V, v + ((int64_t)b * T + t0) * ldv + h * PP, ldv, nrows);
+        load_tile(s.Qr, q_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
+        load_tile(s.Kr, k_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
         chunk_scalars(s.cs, adt, dt, trap, bh, T, t0);
-        // saved phi, the state entering the chunk (fp32 -> bf16 tile), v, q_raw, k_raw, and dzdo (§5.2)
-        for (int k = tid; k < L * S; k += NT) {
-            const int r = k / S, i = k % S;
-            phi[r * SP + i] = r < nrows ? phi_g[(bh * T + t0) * S + k] : 0.f;
-            dphi[r * SP + i] = 0.f;
-        }
+        for (int k = tid; k < L * SP; k += NT) dphi[k] = 0.f;
         const float* Hg = states + (bh * NC + c) * PP * NN;
+#pragma unroll
         for (int k = tid; k < PP * NN / 4; k += NT) {
             const int p = (4 * k) / NN, n = (4 * k) % NN;
             const float4 hv = *reinterpret_cast<const float4*>(Hg + 4 * k);
             *reinterpret_cast<uint32_t*>(&s.Hc[p][n]) = pack_bf16(hv.x, hv.y);
             *reinterpret_cast<uint32_t*>(&s.Hc[p][n + 2]) = pack_bf16(hv.z, hv.w);
         }
-        load_tile(s.V, v + ((int64_t)b * T + t0) * ldv + h * PP, ldv, nrows);
-        load_tile(s.Qr, q_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
-        load_tile(s.Kr, k_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
+#pragma unroll
         for (int k = tid; k < L * 8; k += NT) {
             const int r = k >> 3, c8 = (k & 7) * 8;
             uint4 dyv = make_uint4(0, 0, 0, 0);
@@ -423,6 +430,7 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
             }
             *reinterpret_cast<uint4*>(&s.dY[r][c8]) = dyv;
         }
+        cp_async_wait_all();
         __syncthreads();
         // ---- recompute q, k~; qbar.kbar and dd = dy.v per position. Thread = (row, half of N).
         {
@@ -444,7 +452,7 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                 const int i = 16 * hf + j;
                 if (i < S) {
                     float sn, cs;
-                    sincosf(phi[r * SP + i], &sn, &cs);
+                    sincosf(phi[r * S + i], &sn, &cs);
                     const float q0 = qv[2 * j], q1 = qv[2 * j + 1], k0 = kv[2 * j], k1 = kv[2 * j + 1];
                     qv[2 * j] = q0 * cs - q1 * sn; qv[2 * j + 1] = q0 * sn + q1 * cs;
                     kv[2 * j] = k0 * cs - k1 * sn; kv[2 * j + 1] = k0 * sn + k1 * cs;
@@ -555,16 +563,26 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                     const float kb0 = ok ? __bfloat162float(s.Kr[i][n0]) + s.kb[n0] : 0.f;
                     const float kb1 = ok ? __bfloat162float(s.Kr[i][n0 + 1]) + s.kb[n0 + 1] : 0.f;
                     float sn = 0.f, cs = 1.f;
-                    if (m < S) sincosf(phi[i * SP + m], &sn, &cs);
+                    if (m < S) sincosf(phi[i * S + m], &sn, &cs);
                     const float dq0 = accQ[j][e], dq1 = accQ[j][e + 1], dk0 = accK[j][e], dk1 = accK[j][e + 1];
                     dsr[e >> 1] += dk0 * (kb0 * cs - kb1 * sn) + dk1 * (kb0 * sn + kb1 * cs);
                     float gk0 = sc * dk0, gk1 = sc * dk1;
                     if (last) { gk0 += dfin.k[bh * NN + n0]; gk1 += dfin.k[bh * NN + n0 + 1]; }
                     const float dqb0 = dq0 * cs + dq1 * sn + ddg * kb0, dqb1 = -dq0 * sn + dq1 * cs + ddg * kb1;
                     const float dkb0 = gk0 * cs + gk1 * sn + ddg * qb0, dkb1 = -gk0 * sn + gk1 * cs + ddg * qb1;
-                    if (m < S)
-                        dphi[i * SP + m] = dq0 * (-qb0 * sn - qb1 * cs) + dq1 * (qb0 * cs - qb1 * sn) +
-                                           gk0 * (-kb0 * sn - kb1 * cs) + gk1 * (kb0 * cs - kb1 * sn);
+                    // d phi = dq . J q + dk~ . J k~ (J = d/dphi of the rotation), taken with the very bf16
+                    // q and k~ the products used: then the intra-chunk pair terms, which cancel in the
+                    // reverse cumsum of d phi (q.k~ is rotation invariant), cancel in our sums too.
+                    if (m < S) {
+                        const float q0 = __bfloat162float(s.Q[i][n0]), q1 = __bfloat162float(s.Q[i][n0 + 1]);
+                        const float k0 = __bfloat162float(s.K[i][n0]), k1 = __bfloat162float(s.K[i][n0 + 1]);
+                        float dp = -dq0 * q1 + dq1 * q0 - dk0 * k1 + dk1 * k0;
+                        if (last) {
+                            const float fk0 = dfin.k[bh * NN + n0], fk1 = dfin.k[bh * NN + n0 + 1];
+                            dp += fk0 * (-kb0 * sn - kb1 * cs) + fk1 * (kb0 * cs - kb1 * sn);
+                        }
+                        dphi[i * SP + m] = dp;
+                    }
                     if (ok) {
                         const int64_t ho = (((int64_t)b * T + t) * H + h) * NN + n0;
                         *reinterpret_cast<uint32_t*>(dq_h + ho) = pack_bf16(dqb0, dqb1);
@@ -651,13 +669,13 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
             float a0 = 0.f, a1 = 0.f;
             if (lane < nrows) {
                 const int t = t0 + lane;
-                const float th = tanhf(theta[((int64_t)b * T + t) * S + i]);
+                const float th = tanhf(th_s[lane * S + i]);
                 dth_h[(((int64_t)b * T + t) * H + h) * S + i] = g0 * s.cs.dtv[lane] * kPi * (1.f - th * th);
                 a0 = g0 * kPi * th;
             }
             if (lane + 32 < nrows) {
                 const int t = t0 + lane + 32;
-                const float th = tanhf(theta[((int64_t)b * T + t) * S + i]);
+                const float th = tanhf(th_s[(lane + 32) * S + i]);
                 dth_h[(((int64_t)b * T + t) * H + h) * S + i] = g1 * s.cs.dtv[lane + 32] * kPi * (1.f - th * th);
                 a1 = g1 * kPi * th;
             }
@@ -820,7 +838,8 @@ __global__ void mamba3_scan_param_sum_kernel(float* dq_bias, float* dk_bias, flo
 
 void check_dims(const Mamba3Dims& d, const char* who) {
     if (d.N != NN || d.P != PP || d.L != L) fatal("%s: needs N = P = L = 64 (got N %d, P %d, L %d)", who, d.N, d.P, d.L);
-    if (d.S < 1 || d.S > SMAX || 2 * d.S > d.N) fatal("%s: angle pairs S = %d outside 1..%d", who, d.S, SMAX);
+    // S % 4: theta and phi rows of a chunk move as 16-byte pieces
+    if (d.S < 4 || d.S > SMAX || d.S % 4) fatal("%s: angle pairs S = %d not a multiple of 4 in 4..%d", who, d.S, SMAX);
     if (d.G < 1 || d.H % d.G) fatal("%s: heads %d not a multiple of groups %d", who, d.H, d.G);
     if (d.T < 1 || d.B < 1) fatal("%s: empty batch (B %d, T %d)", who, d.B, d.T);
 }
