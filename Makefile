@@ -31,7 +31,7 @@ GPU_TEST_OBJ := $(GPU_TEST_SRC:%.cu=$(BUILD)/%.cu.o)
 
 HAVE_NVCC := $(shell command -v $(NVCC) >/dev/null 2>&1 && echo 1)
 
-.PHONY: all test test-cpu test-gpu compile-cuda fixtures data deps clean bench
+.PHONY: all test test-cpu test-gpu compile-cuda fixtures data deps clean
 all: $(if $(HAVE_NVCC),train,) $(BUILD)/test_cpu
 	@$(if $(HAVE_NVCC),echo "✓ nvcc: built ./train",echo "✗ nvcc not found: ./train not built (CPU tests only)")
 
@@ -73,7 +73,9 @@ test-gpu: $(BUILD)/test_gpu
 # Kernel timings at the production shape (GPU); bench/torch_ops.py times the same ops in PyTorch.
 $(BUILD)/bench_gpu: $(BUILD)/bench/bench_gpu.cu.o $(CU_OBJ) $(CPU_OBJ)
 	$(NVCC) $(NVFLAGS) $^ -o $@ $(LDLIBS_GPU)
+.PHONY: bench
 bench: $(BUILD)/bench_gpu
+-include $(BUILD)/bench/bench_gpu.cu.d
 
 data:
 	tools/make_data.sh
@@ -84,4 +86,4 @@ deps:
 clean:
 	rm -rf $(BUILD) train
 
--include $(CPU_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(CU_OBJ:.o=.d) $(GPU_TEST_OBJ:.o=.d) $(BUILD)/train.cu.d $(BUILD)/bench/bench_gpu.cu.d
+-include $(CPU_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(CU_OBJ:.o=.d) $(GPU_TEST_OBJ:.o=.d) $(BUILD)/train.cu.d

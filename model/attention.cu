@@ -574,105 +574,99 @@ __device__ __forceinline__ float warp_sum(float s) {
     return s;
 }
 
-// Each CTA walks kPrepTok tokens: one token per CTA left the kernel bound by CTA turnover.
-constexpr int kPrepTok = 8;
-
-// grid (B*T / kPrepTok), block (NH + 2 NKV) warps: warp w < NH is query head w, then the NKV key heads,
+// grid (B*T), block (NH + 2 NKV) warps: warp w < NH is query head w, then the NKV key heads,
 // then the NKV value heads. Lane owns the rotation pairs (i, i + HD/2) for i = lane, lane + 32..
 __global__ void attn_prep_forward_kernel(__nv_bfloat16* q, __nv_bfloat16* k, __nv_bfloat16* v, float* q_rstd,
                                          float* k_rstd, const __nv_bfloat16* qkv, const float* q_gain,
                                          const float* cs, const float* sn, int T, int NH, int NKV, int HD,
-                                         float eps, int64_t rows) {
-    const int w = threadIdx.x >> 5, lane = threadIdx.x & 31, half = HD / 2;
-    for (int64_t bt = (int64_t)blockIdx.x * kPrepTok; bt < min((int64_t)(blockIdx.x + 1) * kPrepTok, rows); bt++) {
-        const int t = (int)(bt % T);
-        const int cols = (NH + 2 * NKV) * HD;
-        const __nv_bfloat16* x = qkv + bt * cols + (int64_t)w * HD;
-        if (w >= NH + NKV) {  // value head: silu
-            __nv_bfloat16* o = v + (bt * NKV + (w - NH - NKV)) * HD;
-            for (int i = lane; i < HD; i += 32) {
-                const float u = __bfloat162float(x[i]);
-                o[i] = __float2bfloat16(u / (1.f + __expf(-u)));
-            }
-            continue;
-        }
-        float ss = 0.f;
+                                         float eps) {
+    const int64_t bt = blockIdx.x;
+    const int t = (int)(bt % T), w = threadIdx.x >> 5, lane = threadIdx.x & 31, half = HD / 2;
+    const int cols = (NH + 2 * NKV) * HD;
+    const __nv_bfloat16* x = qkv + bt * cols + (int64_t)w * HD;
+    if (w >= NH + NKV) {  // value head: silu
+        __nv_bfloat16* o = v + (bt * NKV + (w - NH - NKV)) * HD;
         for (int i = lane; i < HD; i += 32) {
             const float u = __bfloat162float(x[i]);
-            ss += u * u;
+            o[i] = __float2bfloat16(u / (1.f + __expf(-u)));
         }
-        const float r = rsqrtf(warp_sum(ss) / HD + eps);
-        const bool isq = w < NH;
-        const float gain = isq ? q_gain[w] : 1.f;
-        __nv_bfloat16* o = isq ? q + (bt * NH + w) * HD : k + (bt * NKV + (w - NH)) * HD;
-        for (int i = lane; i < half; i += 32) {
-            const float x1 = __bfloat162float(x[i]) * r, x2 = __bfloat162float(x[i + half]) * r;
-            const float c = cs[(int64_t)t * half + i], s = sn[(int64_t)t * half + i];
-            o[i] = __float2bfloat16(gain * (x1 * c + x2 * s));
-            o[i + half] = __float2bfloat16(gain * (-x1 * s + x2 * c));
-        }
-        if (lane == 0) {
-            if (isq) q_rstd[bt * NH + w] = r;
-            else k_rstd[bt * NKV + (w - NH)] = r;
-        }
+        return;
+    }
+    float ss = 0.f;
+    for (int i = lane; i < HD; i += 32) {
+        const float u = __bfloat162float(x[i]);
+        ss += u * u;
+    }
+    const float r = rsqrtf(warp_sum(ss) / HD + eps);
+    const bool isq = w < NH;
+    const float gain = isq ? q_gain[w] : 1.f;
+    __nv_bfloat16* o = isq ? q + (bt * NH + w) * HD : k + (bt * NKV + (w - NH)) * HD;
+    for (int i = lane; i < half; i += 32) {
+        const float x1 = __bfloat162float(x[i]) * r, x2 = __bfloat162float(x[i + half]) * r;
+        const float c = cs[(int64_t)t * half + i], s = sn[(int64_t)t * half + i];
+        o[i] = __float2bfloat16(gain * (x1 * c + x2 * s));
+        o[i + half] = __float2bfloat16(gain * (-x1 * s + x2 * c));
+    }
+    if (lane == 0) {
+        if (isq) q_rstd[bt * NH + w] = r;
+        else k_rstd[bt * NKV + (w - NH)] = r;
     }
 }
 
 // Backward, same grid. For a q/k head: u = x r, w = R u, out = g w:
 //   dgain = sum(dout . w);  du = R^T (g dout);  dx = r (du - u mean(du . u)).
 // For a value head: dx = dv * (s + u s (1 - s)), s = sigmoid(u).
-// dq_gain partials: one row of NH per CTA (kPrepTok tokens), reduced afterwards in a fixed order.
+// dq_gain partials: one row of NH per CTA (token), reduced afterwards in a fixed order.
 __global__ void attn_prep_backward_kernel(__nv_bfloat16* dqkv, float* gain_partials, const __nv_bfloat16* dq,
                                           const __nv_bfloat16* dk, const __nv_bfloat16* dv,
                                           const __nv_bfloat16* qkv, const float* q_rstd, const float* k_rstd,
                                           const float* q_gain, const float* cs, const float* sn, int T, int NH,
-                                          int NKV, int HD, int64_t rows) {
-    const int w = threadIdx.x >> 5, lane = threadIdx.x & 31, half = HD / 2;
-    float dgain_acc = 0.f;  // this warp's head, summed over the CTA's tokens in order
-    for (int64_t bt = (int64_t)blockIdx.x * kPrepTok; bt < min((int64_t)(blockIdx.x + 1) * kPrepTok, rows); bt++) {
-        const int t = (int)(bt % T);
-        const int cols = (NH + 2 * NKV) * HD;
-        const __nv_bfloat16* x = qkv + bt * cols + (int64_t)w * HD;
-        __nv_bfloat16* dx = dqkv + bt * cols + (int64_t)w * HD;
-        if (w >= NH + NKV) {
-            const __nv_bfloat16* g = dv + (bt * NKV + (w - NH - NKV)) * HD;
-            for (int i = lane; i < HD; i += 32) {
-                const float u = __bfloat162float(x[i]), s = 1.f / (1.f + __expf(-u));
-                dx[i] = __float2bfloat16(__bfloat162float(g[i]) * (s + u * s * (1.f - s)));
-            }
-            continue;
+                                          int NKV, int HD) {
+    const int64_t bt = blockIdx.x;
+    const int t = (int)(bt % T), w = threadIdx.x >> 5, lane = threadIdx.x & 31, half = HD / 2;
+    const int cols = (NH + 2 * NKV) * HD;
+    const __nv_bfloat16* x = qkv + bt * cols + (int64_t)w * HD;
+    __nv_bfloat16* dx = dqkv + bt * cols + (int64_t)w * HD;
+    if (w >= NH + NKV) {
+        const __nv_bfloat16* g = dv + (bt * NKV + (w - NH - NKV)) * HD;
+        for (int i = lane; i < HD; i += 32) {
+            const float u = __bfloat162float(x[i]), s = 1.f / (1.f + __expf(-u));
+            dx[i] = __float2bfloat16(__bfloat162float(g[i]) * (s + u * s * (1.f - s)));
         }
-        const bool isq = w < NH;
-        const float r = isq ? q_rstd[bt * NH + w] : k_rstd[bt * NKV + (w - NH)];
-        const float gain = isq ? q_gain[w] : 1.f;
-        const __nv_bfloat16* go = isq ? dq + (bt * NH + w) * HD : dk + (bt * NKV + (w - NH)) * HD;
-        float dgain = 0.f, dot = 0.f;
-        float du1[2], du2[2], u1[2], u2[2];  // HD <= 128: at most two pairs per lane
-    #pragma unroll
-        for (int j = 0; j < 2; j++) {
-            const int i = lane + 32 * j;
-            du1[j] = du2[j] = u1[j] = u2[j] = 0.f;
-            if (i >= half) continue;
-            const float c = cs[(int64_t)t * half + i], s = sn[(int64_t)t * half + i];
-            u1[j] = __bfloat162float(x[i]) * r;
-            u2[j] = __bfloat162float(x[i + half]) * r;
-            const float d1 = __bfloat162float(go[i]), d2 = __bfloat162float(go[i + half]);
-            dgain += d1 * (u1[j] * c + u2[j] * s) + d2 * (-u1[j] * s + u2[j] * c);
-            du1[j] = gain * (d1 * c - d2 * s);
-            du2[j] = gain * (d1 * s + d2 * c);
-            dot += du1[j] * u1[j] + du2[j] * u2[j];
-        }
-        const float mean = warp_sum(dot) / HD;
-    #pragma unroll
-        for (int j = 0; j < 2; j++) {
-            const int i = lane + 32 * j;
-            if (i >= half) continue;
-            dx[i] = __float2bfloat16(r * (du1[j] - u1[j] * mean));
-            dx[i + half] = __float2bfloat16(r * (du2[j] - u2[j] * mean));
-        }
-        if (isq) dgain_acc += warp_sum(dgain);
+        return;
     }
-    if (w < NH && lane == 0) gain_partials[(int64_t)blockIdx.x * NH + w] = dgain_acc;
+    const bool isq = w < NH;
+    const float r = isq ? q_rstd[bt * NH + w] : k_rstd[bt * NKV + (w - NH)];
+    const float gain = isq ? q_gain[w] : 1.f;
+    const __nv_bfloat16* go = isq ? dq + (bt * NH + w) * HD : dk + (bt * NKV + (w - NH)) * HD;
+    float dgain = 0.f, dot = 0.f;
+    float du1[2], du2[2], u1[2], u2[2];  // HD <= 128: at most two pairs per lane
+#pragma unroll
+    for (int j = 0; j < 2; j++) {
+        const int i = lane + 32 * j;
+        du1[j] = du2[j] = u1[j] = u2[j] = 0.f;
+        if (i >= half) continue;
+        const float c = cs[(int64_t)t * half + i], s = sn[(int64_t)t * half + i];
+        u1[j] = __bfloat162float(x[i]) * r;
+        u2[j] = __bfloat162float(x[i + half]) * r;
+        const float d1 = __bfloat162float(go[i]), d2 = __bfloat162float(go[i + half]);
+        dgain += d1 * (u1[j] * c + u2[j] * s) + d2 * (-u1[j] * s + u2[j] * c);
+        du1[j] = gain * (d1 * c - d2 * s);
+        du2[j] = gain * (d1 * s + d2 * c);
+        dot += du1[j] * u1[j] + du2[j] * u2[j];
+    }
+    const float mean = warp_sum(dot) / HD;
+#pragma unroll
+    for (int j = 0; j < 2; j++) {
+        const int i = lane + 32 * j;
+        if (i >= half) continue;
+        dx[i] = __float2bfloat16(r * (du1[j] - u1[j] * mean));
+        dx[i + half] = __float2bfloat16(r * (du2[j] - u2[j] * mean));
+    }
+    if (isq) {
+        dgain = warp_sum(dgain);
+        if (lane == 0) gain_partials[bt * NH + w] = dgain;
+    }
 }
 
 }  // namespace
@@ -682,9 +676,8 @@ void attn_qkv_prep_forward(__nv_bfloat16* q, __nv_bfloat16* k, __nv_bfloat16* v,
                            float rope_base, float eps, cudaStream_t stream) {
     if (HD % 2 || HD > 128 || (NH + 2 * NKV) > 32) fatal("attn_qkv_prep: HD %d / heads %d+2*%d unsupported", HD, NH, NKV);
     RopeTable rt = rope_table(T, HD, rope_base);
-    const int64_t rows = (int64_t)B * T;
-    attn_prep_forward_kernel<<<ceil_div(rows, kPrepTok), (NH + 2 * NKV) * 32, 0, stream>>>(
-        q, k, v, q_rstd, k_rstd, qkv, q_gain, rt.cs, rt.sn, T, NH, NKV, HD, eps, rows);
+    attn_prep_forward_kernel<<<(unsigned)((int64_t)B * T), (NH + 2 * NKV) * 32, 0, stream>>>(
+        q, k, v, q_rstd, k_rstd, qkv, q_gain, rt.cs, rt.sn, T, NH, NKV, HD, eps);
     cudaCheckLaunch();
 }
 
@@ -695,10 +688,9 @@ void attn_qkv_prep_backward(__nv_bfloat16* dqkv, float* dq_gain, const __nv_bflo
     if (HD % 2 || HD > 128 || (NH + 2 * NKV) > 32) fatal("attn_qkv_prep: HD %d / heads %d+2*%d unsupported", HD, NH, NKV);
     RopeTable rt = rope_table(T, HD, rope_base);
     const int64_t rows = (int64_t)B * T;
-    const int parts = ceil_div(rows, kPrepTok);
-    float* partials = reduce_scratch((int64_t)parts * NH);
-    attn_prep_backward_kernel<<<parts, (NH + 2 * NKV) * 32, 0, stream>>>(
-        dqkv, partials, dq, dk, dv, qkv, q_rstd, k_rstd, q_gain, rt.cs, rt.sn, T, NH, NKV, HD, rows);
+    float* partials = reduce_scratch(rows * NH);
+    attn_prep_backward_kernel<<<(unsigned)rows, (NH + 2 * NKV) * 32, 0, stream>>>(
+        dqkv, partials, dq, dk, dv, qkv, q_rstd, k_rstd, q_gain, rt.cs, rt.sn, T, NH, NKV, HD);
     cudaCheckLaunch();
-    reduce_partials(dq_gain, partials, parts, NH, true, stream);
+    reduce_partials(dq_gain, partials, (int)rows, NH, true, stream);
 }
