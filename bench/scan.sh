@@ -2,9 +2,9 @@
 # Side by side, one run, same GPU: our CUDA scan (bench/scan_bench) and upstream's Triton kernels
 # (bench/scan_triton.py, with the upstream files under $MAMBA_UPSTREAM; fetched, never committed).
 # Usage: bench/scan.sh [path-to-scan_bench-binary]
-set -e
+set -e -o pipefail
 BIN=${1:-build/bench/scan_bench}
 nvidia-smi --query-gpu=name,clocks.sm,clocks.mem --format=csv,noheader || true
 $BIN 16 4096
-PYTHONUNBUFFERED=1 python3 "$(dirname "$0")/scan_triton.py"
+PYTHONUNBUFFERED=1 timeout 420 python3 "$(dirname "$0")/scan_triton.py" || echo "triton bench failed or timed out"
 $BIN 16 4096

@@ -18,7 +18,13 @@ constexpr float kPi = 3.14159265358979323846f, kTwoPi = 6.28318530717958647692f;
 typedef __nv_bfloat16 bf16;
 typedef bf16 Tile[L][LD];
 
-__device__ __forceinline__ float sigmoidf_(float x) { return 1.f / (1.f + expf(-x)); }
+// The kernels are bound by the latency of one warp per scheduler (see notes/scan.md), so the hot
+// elementwise math uses the SFU forms: __expf (ex2.approx, ~2 ulp) and __sincosf on angles reduced
+// to [-pi, pi) (absolute error ~5e-7), well under the bf16 rounding of the MMA operands.
+__device__ __forceinline__ float sigmoidf_(float x) { return 1.f / (1.f + __expf(-x)); }
+__device__ __forceinline__ void sincos_angle(float phi, float* sn, float* cs) {
+    __sincosf(phi > kPi ? phi - kTwoPi : phi, sn, cs);
+}
 __device__ __forceinline__ float reduce_2pi(float a) { return a - kTwoPi * floorf(a / kTwoPi); }
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
     __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
@@ -136,10 +142,10 @@ __device__ void chunk_scalars(ChunkScalars& s, const float* adt, const float* dt
     if (tid < L) {
         if (tid >= 32) x += s.wsum[0];
         s.acs[tid] = x;
-        s.eacs[tid] = expf(x);
+        s.eacs[tid] = __expf(x);
     }
     __syncthreads();
-    if (tid < L) s.erev[tid] = expf(s.acs[L - 1] - s.acs[tid]);
+    if (tid < L) s.erev[tid] = __expf(s.acs[L - 1] - s.acs[tid]);
 }
 
 // ================================================================ forward
@@ -239,7 +245,7 @@ __global__ void __launch_bounds__(NT) mamba3_scan_fwd_kernel(
                 const int i = 16 * hf + j;
                 if (i < S) {
                     float sn, cs;
-                    sincosf(s.phi[r][i], &sn, &cs);
+                    sincos_angle(s.phi[r][i], &sn, &cs);
                     const float q0 = qv[2 * j], q1 = qv[2 * j + 1], k0 = kv[2 * j], k1 = kv[2 * j + 1];
                     qv[2 * j] = q0 * cs - q1 * sn; qv[2 * j + 1] = q0 * sn + q1 * cs;
                     kv[2 * j] = k0 * cs - k1 * sn; kv[2 * j + 1] = k0 * sn + k1 * cs;
@@ -274,7 +280,7 @@ __global__ void __launch_bounds__(NT) mamba3_scan_fwd_kernel(
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     const int i = acc_row(r0, e), jj = acc_col(j, e);
-                    accS[j][e] = i > jj ? accS[j][e] * expf(s.cs.acs[i] - s.cs.acs[jj]) : 0.f;
+                    accS[j][e] = i > jj ? accS[j][e] * __expf(s.cs.acs[i] - s.cs.acs[jj]) : 0.f;
                 }
             zero_acc(accY);
             warp_gemm<false, false>(accY, s.Q, s.Hc, r0, 0, NN);
@@ -452,7 +458,7 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                 const int i = 16 * hf + j;
                 if (i < S) {
                     float sn, cs;
-                    sincosf(phi[r * S + i], &sn, &cs);
+                    sincos_angle(phi[r * S + i], &sn, &cs);
                     const float q0 = qv[2 * j], q1 = qv[2 * j + 1], k0 = kv[2 * j], k1 = kv[2 * j + 1];
                     qv[2 * j] = q0 * cs - q1 * sn; qv[2 * j + 1] = q0 * sn + q1 * cs;
                     kv[2 * j] = k0 * cs - k1 * sn; kv[2 * j + 1] = k0 * sn + k1 * cs;
@@ -479,7 +485,7 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     const int i = acc_row(r0, e), jj = acc_col(j, e);
-                    const float M = i > jj ? expf(s.cs.acs[i] - s.cs.acs[jj]) : 0.f;
+                    const float M = i > jj ? __expf(s.cs.acs[i] - s.cs.acs[jj]) : 0.f;
                     const float p1 = M * accB[j][e], p2 = M * accA[j][e], gg = p1 * accA[j][e];
                     rs[e >> 1] += gg; csum[j][e & 1] += gg;
                     accB[j][e] = p1; accA[j][e] = p2;
@@ -563,7 +569,7 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                     const float kb0 = ok ? __bfloat162float(s.Kr[i][n0]) + s.kb[n0] : 0.f;
                     const float kb1 = ok ? __bfloat162float(s.Kr[i][n0 + 1]) + s.kb[n0 + 1] : 0.f;
                     float sn = 0.f, cs = 1.f;
-                    if (m < S) sincosf(phi[i * S + m], &sn, &cs);
+                    if (m < S) sincos_angle(phi[i * S + m], &sn, &cs);
                     const float dq0 = accQ[j][e], dq1 = accQ[j][e + 1], dk0 = accK[j][e], dk1 = accK[j][e + 1];
                     dsr[e >> 1] += dk0 * (kb0 * cs - kb1 * sn) + dk1 * (kb0 * sn + kb1 * cs);
                     float gk0 = sc * dk0, gk1 = sc * dk1;

@@ -8,8 +8,17 @@
 //   fro  = ||got - want|| / ||want||
 //   p95  = 95th percentile over elements of |got - want| / rms(want)
 //   phi is compared as an angle (difference wrapped to [-pi, pi]).
-// Bounds: fp32 outputs (phi, final states) fro < 1e-3; bf16 outputs (out, y) fro < 1e-2 (bf16
-// storage alone gives ~2e-3); gradients p95 < 1e-2 and fro < 3e-2.
+// Bounds (measured values in notes/scan.md):
+//   fp32 outputs: phi, final angle and k < 1e-5; per-chunk and final SSM state < 1e-4 (the state update
+//     takes k~ as hi + lo bf16 parts); fin.v exact.
+//   bf16 outputs (out, y): fro < 5e-3. bf16 storage alone gives ~1.1e-3 and the bf16 MMA operands
+//     (q, k~, S, the state copy in Q Hc^T) the rest; measured 2.3e-3, so the issue's 1e-3 is not met.
+//   gradients: p95 < 1e-2 and fro < 3e-2 (measured <= 7e-3 / 3.5e-3), except
+//   dtheta and dinit.angle: fro < 5e-2, p95 < 1e-1. They are reverse cumsums over the whole sequence
+//     of d phi, whose exact sum cancels (q.k~ is rotation invariant); the intra-chunk pair terms
+//     cancel in our sums too (d phi is taken with the bf16 operands), the cross-chunk ones (through
+//     the bf16 copies of H and dH) leave bf16 noise that grows with T (measured 1.8e-2 / 4.1e-2 at
+//     T 4096). Upstream's Triton kernels are ~20% off here (spec/mamba3.md).
 #include "model/mamba3.h"
 #include "model/mamba3_scan.cuh"
 #include <doctest/doctest.h>
@@ -121,7 +130,6 @@ Inputs make_inputs(const Mamba3Dims& d, uint64_t seed) {
 }
 
 struct Report {
-    bool ok = true;
     void out(const char* tag, const char* name, Err e, double fro_tol, double p95_tol) {
         const bool pass = e.fro <= fro_tol && e.p95 <= p95_tol;
         printf("  %-18s %-10s fro %.2e  p95 %.2e  %s\n", tag, name, e.fro, e.p95, pass ? "ok" : "FAIL");
@@ -184,13 +192,13 @@ void run_case(int B, int T, int H, int G, bool with_init, uint64_t seed) {
     snprintf(tag, sizeof tag, "B%d T%d H%d G%d%s", B, T, H, G, with_init ? " init" : "");
     printf("case %s\n", tag);
     Report rp;
-    const double fo = 1e-3, fb = 1e-2, gf = 3e-2, gp = 1e-2, inf = 1e30;
+    const double fo = 1e-5, fs4 = 1e-4, fb = 5e-3, gf = 3e-2, gp = 1e-2, af = 5e-2, ap = 1e-1, inf = 1e30;
     rp.out(tag, "out", compare(down(o_out), out), fb, inf);
     rp.out(tag, "y", compare(down(o_y), y), fb, inf);
     rp.out(tag, "phi", compare(down(o_phi), phi, true), fo, inf);
-    rp.out(tag, "states", compare(down(o_st), states), 3e-3, inf);
+    rp.out(tag, "states", compare(down(o_st), states), fs4, inf);
     rp.out(tag, "fin.angle", compare(down(o_fa), fa, true), fo, inf);
-    rp.out(tag, "fin.ssm", compare(down(o_fs), fs), fo, inf);
+    rp.out(tag, "fin.ssm", compare(down(o_fs), fs), fs4, inf);
     rp.out(tag, "fin.k", compare(down(o_fk), fk), fo, inf);
     rp.out(tag, "fin.v", compare(down(o_fv), fv), 0, inf);
     rp.out(tag, "dq_raw", compare(down(o_dq), dq), gf, gp);
@@ -200,12 +208,12 @@ void run_case(int B, int T, int H, int G, bool with_init, uint64_t seed) {
     rp.out(tag, "dadt", compare(down(o_dadt), dadt), gf, gp);
     rp.out(tag, "ddt", compare(down(o_ddt), ddt), gf, gp);
     rp.out(tag, "dtrap", compare(down(o_dtrap), dtrap), gf, gp);
-    rp.out(tag, "dtheta", compare(down(o_dth), dth), gf, gp);
+    rp.out(tag, "dtheta", compare(down(o_dth), dth), af, ap);
     rp.out(tag, "dq_bias", compare(down(*o_dqb), dqb), gf, gp);
     rp.out(tag, "dk_bias", compare(down(*o_dkb), dkb), gf, gp);
     rp.out(tag, "dD", compare(down(*o_dD), dD), gf, gp);
     if (with_init) {
-        rp.out(tag, "dinit.angle", compare(down(o_ia), ia), gf, gp);
+        rp.out(tag, "dinit.angle", compare(down(o_ia), ia), af, ap);
         rp.out(tag, "dinit.ssm", compare(down(o_is), is), gf, gp);
         rp.out(tag, "dinit.k", compare(down(o_ik), ik), gf, gp);
         rp.out(tag, "dinit.v", compare(down(o_iv), iv), gf, gp);
@@ -291,7 +299,7 @@ TEST_CASE("gpu mamba3 scan: two halves == whole") {
         CHECK(e1.fro < 1e-2);
         CHECK(e2.fro < 1e-2);
         CHECK(ea.fro < 1e-4);
-        CHECK(es.fro < 3e-3);
+        CHECK(es.fro < 1e-4);
         CHECK(ek.fro < 1e-4);
         CHECK(ev.fro == 0);
     }
