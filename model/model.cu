@@ -173,7 +173,10 @@ void gpu_model_create(GpuModel* m, const Config& c, int B, int T, cudaStream_t s
     m->acts_bytes = gpu_acts_bytes(c, B, T);
     cudaCheck(cudaMalloc(&m->acts_mem, m->acts_bytes));
     acts_layout(c, B, T, (char*)m->acts_mem, &m->a);
-    cudaCheck(cudaMallocHost(&m->host_io, 2 * (size_t)B * T * sizeof(int32_t)));
+    for (int i = 0; i < 2; i++) {
+        cudaCheck(cudaMallocHost(&m->host_io[i], 2 * (size_t)B * T * sizeof(int32_t)));
+        cudaCheck(cudaEventCreateWithFlags(&m->copy_done[i], cudaEventDisableTiming));
+    }
 }
 
 void gpu_model_destroy(GpuModel* m) {
@@ -181,7 +184,10 @@ void gpu_model_destroy(GpuModel* m) {
     cudaCheck(cudaFree(m->params_bf16));
     cudaCheck(cudaFree(m->grads));
     cudaCheck(cudaFree(m->acts_mem));
-    cudaCheck(cudaFreeHost(m->host_io));
+    for (int i = 0; i < 2; i++) {
+        cudaCheck(cudaFreeHost(m->host_io[i]));
+        cudaCheck(cudaEventDestroy(m->copy_done[i]));
+    }
     *m = GpuModel();
 }
 
@@ -199,15 +205,21 @@ void gpu_model_zero_grads(GpuModel* m) {
 
 void gpu_model_load_batch(GpuModel* m, const int32_t* windows) {
     const int64_t N = (int64_t)m->B * m->T;
-    // the previous batch's copy must be done before the staging buffer is overwritten
-    cudaCheck(cudaStreamSynchronize(m->stream));
+    // the staging buffer's previous copy (two batches ago) must have left it
+    const int i = m->io_next;
+    m->io_next ^= 1;
+    cudaCheck(cudaEventSynchronize(m->copy_done[i]));
+    int32_t* io = m->host_io[i];
     for (int b = 0; b < m->B; b++) {
         const int32_t* w = windows + (int64_t)b * (m->T + 1);
-        memcpy(m->host_io + (int64_t)b * m->T, w, m->T * sizeof(int32_t));
-        memcpy(m->host_io + N + (int64_t)b * m->T, w + 1, m->T * sizeof(int32_t));
+        memcpy(io + (int64_t)b * m->T, w, m->T * sizeof(int32_t));
+        memcpy(io + N + (int64_t)b * m->T, w + 1, m->T * sizeof(int32_t));
     }
-    cudaCheck(cudaMemcpyAsync(m->a.tokens, m->host_io, N * sizeof(int32_t), cudaMemcpyHostToDevice, m->stream));
-    cudaCheck(cudaMemcpyAsync(m->a.targets, m->host_io + N, N * sizeof(int32_t), cudaMemcpyHostToDevice, m->stream));
+    // stream order: the copy runs after every launch already queued (which may still read the
+    // previous batch's tokens), so the device buffers are never overwritten under a kernel
+    cudaCheck(cudaMemcpyAsync(m->a.tokens, io, N * sizeof(int32_t), cudaMemcpyHostToDevice, m->stream));
+    cudaCheck(cudaMemcpyAsync(m->a.targets, io + N, N * sizeof(int32_t), cudaMemcpyHostToDevice, m->stream));
+    cudaCheck(cudaEventRecord(m->copy_done[i], m->stream));
 }
 
 float gpu_model_read_loss(GpuModel* m) {

@@ -78,7 +78,11 @@ struct GpuModel {
     void* acts_mem = nullptr;
     size_t acts_bytes = 0;
     GpuActs a;
-    int32_t* host_io = nullptr;  // pinned (2, N) staging for tokens/targets
+    // pinned (2, N) staging for tokens/targets, two of them: the next batch is staged while the
+    // GPU still runs on the previous one; copy_done[i] marks buffer i free again
+    int32_t* host_io[2] = {nullptr, nullptr};
+    cudaEvent_t copy_done[2] = {nullptr, nullptr};
+    int io_next = 0;
     cudaStream_t stream = 0;
     // the bf16 copy of a tensor of `params`
     const bf16* w16(const float* w) const { return params_bf16 + (w - params); }
