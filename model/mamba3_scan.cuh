@@ -7,7 +7,7 @@
 // dtypes at the boundary: the large per-(b,t,h) tensors are bf16 (q_raw, k_raw, v, z, out, y, dout,
 // dv, dz); the per-(b,h,t) scalars (adt, dt, trap), theta, phi, the per-chunk states, the biases,
 // D, the group-reduced dq_raw/dk_raw, dtheta and all initial/final states are fp32.
-// Supported: N = P = L = 64, S <= 32, H % G == 0 (fatal otherwise).
+// Supported: N = P = L = 64, S a multiple of 4 in 4..32, H % G == 0 (fatal otherwise).
 //
 // Gradient contract (as the CPU twin): dq_bias, dk_bias, dD ACCUMULATE; everything else OVERWRITES.
 // Deterministic: no atomics; head sums (GQA, biases, D) are fixed-order reductions.
