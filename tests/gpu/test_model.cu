@@ -5,7 +5,11 @@
 // Bounds: the GPU runs every GEMM on bf16 operands and keeps the big per-token tensors in bf16, so
 // the step is a bf16 computation end to end:
 //   loss: |gpu - cpu| / cpu < 5e-3;
-//   each gradient tensor: max |gpu - cpu| / max |cpu| < 2e-2 (the CPU is fp32 with fp64 sums).
+//   each gradient tensor: max |gpu - cpu| / max |cpu| < 2e-2 (the CPU is fp32 with fp64 sums),
+//   except q_gain: < 1e-1. Its gradient is one sum per head over all B*T*HD products dq * q_hat,
+//   which cancel (with 2-4 heads the max is itself a small cancelled sum) while the bf16 errors
+//   of dq and q_hat do not. Measured on the H100 (seeded, so the same every run): q_gain 7.1e-2,
+//   2.4e-2, 1.7e-2, 1.0e-2 over the four cases; every other tensor <= 1.5e-2, medians 4-8e-3.
 // Also: two steps on the same batch give bit-identical gradients (no atomics), and a second
 // backward without zeroing doubles the gradients (the ACCUMULATE contract, to 1e-6).
 #include "model/model.cuh"
@@ -98,8 +102,9 @@ void check_step(const Config& c, int B, int T, uint64_t seed) {
         std::vector<float> got(grad_gpu.begin() + s.offset, grad_gpu.begin() + s.offset + s.numel());
         std::vector<float> want(grad_cpu.begin() + s.offset, grad_cpu.begin() + s.offset + s.numel());
         const double e = gt::rel(got, want);
+        const bool summed = s.name.size() >= 6 && s.name.compare(s.name.size() - 6, 6, "q_gain") == 0;
         INFO(s.name << ": rel err " << e);
-        CHECK(e < 2e-2);
+        CHECK(e < (summed ? 1e-1 : 2e-2));
         errs.push_back({e != e ? 1e30 : e, s.name});
         double mx = 0;
         for (float v : want) mx = std::max(mx, (double)fabs(v));
@@ -109,7 +114,7 @@ void check_step(const Config& c, int B, int T, uint64_t seed) {
     std::string top;
     for (size_t i = 0; i < errs.size() && i < 6; i++) top += " " + errs[i].second + " " + std::to_string(errs[i].first);
     MESSAGE("T " << T << ": " << errs.size() << " gradient tensors, median rel err " << errs[errs.size() / 2].first
-            << ", worst (bound 2e-2):" << top);
+            << ", worst (bound 2e-2, q_gain 1e-1):" << top);
 
     // determinism: the same step again, bit for bit; then accumulation doubles
     gpu_model_zero_grads(&m);
