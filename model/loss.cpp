@@ -4,26 +4,36 @@
 #include <cmath>
 #include <vector>
 
-template <typename F>
-double softcap_ce_forward_backward_cpu(F* losses, F* dlogits, const F* logits, const int32_t* targets,
-                                       int64_t N, int V, double cap) {
+static void check_targets(const int32_t* targets, int64_t N, int V) {
     for (int64_t n = 0; n < N; n++)
         if (targets[n] < 0 || targets[n] >= V)
             fatal("cross-entropy: target %d at position %lld outside [0, %d)", targets[n], (long long)n, V);
+}
+
+// One row: s_v = cap * tanh(z_v / cap) / tau into s (V,), returns logsumexp(s).
+// Dividing by tau = 1 is exact, so training and evaluation share these numbers bit for bit.
+template <typename F>
+static double softcap_lse_row(double* s, const F* z, int V, double cap, double tau) {
+    double mx = -INFINITY;
+    for (int v = 0; v < V; v++) {
+        s[v] = cap * tanh((double)z[v] / cap) / tau;
+        mx = fmax(mx, s[v]);
+    }
+    double sum = 0;
+    for (int v = 0; v < V; v++) sum += exp(s[v] - mx);
+    return mx + log(sum);
+}
+
+template <typename F>
+double softcap_ce_forward_backward_cpu(F* losses, F* dlogits, const F* logits, const int32_t* targets,
+                                       int64_t N, int V, double cap) {
+    check_targets(targets, N, V);
     std::vector<double> row_loss(N);
 #pragma omp parallel for
     for (int64_t n = 0; n < N; n++) {
         std::vector<double> s(V);
         int32_t y = targets[n];
-        const F* z = logits + n * V;
-        double mx = -INFINITY;
-        for (int v = 0; v < V; v++) {
-            s[v] = cap * tanh((double)z[v] / cap);
-            mx = fmax(mx, s[v]);
-        }
-        double sum = 0;
-        for (int v = 0; v < V; v++) sum += exp(s[v] - mx);
-        double lse = mx + log(sum);
+        double lse = softcap_lse_row(s.data(), logits + n * V, V, cap, 1.0);
         row_loss[n] = lse - s[y];
         if (losses) losses[n] = (F)row_loss[n];
         if (dlogits) {
@@ -44,22 +54,12 @@ template <typename F>
 double softcap_ce_losses_cpu(double* losses, const F* logits, const int32_t* targets, int64_t N, int V, double cap,
                              double temperature) {
     if (!(temperature > 0)) fatal("cross-entropy: temperature %g must be > 0", temperature);
-    for (int64_t n = 0; n < N; n++)
-        if (targets[n] < 0 || targets[n] >= V)
-            fatal("cross-entropy: target %d at position %lld outside [0, %d)", targets[n], (long long)n, V);
+    check_targets(targets, N, V);
     std::vector<double> row_loss(N);
 #pragma omp parallel for
     for (int64_t n = 0; n < N; n++) {
         std::vector<double> s(V);
-        const F* z = logits + n * V;
-        double mx = -INFINITY;
-        for (int v = 0; v < V; v++) {
-            s[v] = cap * tanh((double)z[v] / cap) / temperature;
-            mx = fmax(mx, s[v]);
-        }
-        double sum = 0;
-        for (int v = 0; v < V; v++) sum += exp(s[v] - mx);
-        row_loss[n] = mx + log(sum) - s[targets[n]];
+        row_loss[n] = softcap_lse_row(s.data(), logits + n * V, V, cap, temperature) - s[targets[n]];
     }
     double total = 0;  // in token order, as softcap_ce_forward_backward_cpu
     for (int64_t n = 0; n < N; n++) {
