@@ -70,7 +70,12 @@ int main(int argc, char** argv) {
             return 0;
         } else if (r == "--resume") resume = value();
         else if (r == "--save") save = value();
-        else if (r == "--save-every") save_every = atoll(value().c_str());
+        else if (r == "--save-every") {
+            std::string v = value();
+            char* end;
+            save_every = strtoll(v.c_str(), &end, 10);
+            if (v.empty() || *end || save_every < 0) fatal("flag --save-every: '%s' is not a step count >= 0", v.c_str());
+        }
         else if (r == "--csv") csv_path = value();
         else fatal("unknown flag '%s' (train --help lists the settings)", r.c_str());
     }
