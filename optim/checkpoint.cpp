@@ -132,3 +132,26 @@ void checkpoint_read(const char* path, const Config& c, CkptState* s) {
     memcpy(&s->elapsed_s, &el, 8);
     s->rng_state = get64(h, H_RNG);
 }
+
+void checkpoint_header(const char* path, Config* c, CkptHeader* hd) {
+    FILE* f = fopen_check(path, "rb");
+    int32_t h[H_INTS];
+    if (fread(h, sizeof(int32_t), H_INTS, f) != H_INTS)
+        fatal("checkpoint '%s': truncated: shorter than the %d-byte header", path, (int)sizeof(h));
+    fclose(f);
+    if (h[H_MAGIC] != kCkptMagic) fatal("checkpoint '%s': wrong magic %d (expected %d): not a checkpoint", path, h[H_MAGIC], kCkptMagic);
+    if (h[H_VERSION] != kCkptVersion) fatal("checkpoint '%s': version %d, this build reads version %d", path, h[H_VERSION], kCkptVersion);
+    if (h[H_NARENAS] < 1 || h[H_NARENAS] > kCkptMaxArenas)
+        fatal("checkpoint '%s': corrupt header: %d arenas (1..%d)", path, h[H_NARENAS], kCkptMaxArenas);
+    int k = H_SHAPE;
+#define CKPT_GET(fld) c->fld = h[k++];
+    CKPT_SHAPE_FIELDS(CKPT_GET)
+#undef CKPT_GET
+    float rf;
+    memcpy(&rf, h + k, 4);
+    c->rope_fraction = rf;
+    hd->step = (int64_t)get64(h, H_STEP);
+    hd->loader_bytes = (int64_t)get64(h, H_LOADER);
+    hd->arena_floats.clear();
+    for (int a = 0; a < h[H_NARENAS]; a++) hd->arena_floats.push_back((int64_t)get64(h, H_ARENAS + 2 * a));
+}

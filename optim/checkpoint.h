@@ -40,3 +40,14 @@ void checkpoint_write(const char* path, const Config& c, const CkptState& s);
 // Validates magic, version, config shape, sizes, file length and checksum; every problem is a
 // fatal() naming the file and what is wrong. Fills step, elapsed_s, rng_state, loader, arenas.
 void checkpoint_read(const char* path, const Config& c, CkptState* s);
+
+// What a checkpoint's header says, for tools that open a checkpoint without a run's Config
+// (tools/quantize): checkpoint_header checks magic and version (each a named fatal()), writes
+// the header's shape fields into *c (its other fields keep their values) and fills *h, so the
+// caller can size a CkptState for checkpoint_read, which then validates everything else.
+struct CkptHeader {
+    int64_t step = 0;
+    int64_t loader_bytes = 0;
+    std::vector<int64_t> arena_floats;  // one per arena, in file order
+};
+void checkpoint_header(const char* path, Config* c, CkptHeader* h);
