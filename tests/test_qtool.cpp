@@ -8,22 +8,10 @@
 #include "quant/export.h"      // defines: quantize_checkpoint, hessians_write
 #include "quant/pack.h"        // defines: half_to_float
 #include "tests/expect_fatal.h"
+#include "tests/quant_config.h"
 #include <cmath>
 #include <unistd.h>
 
-static Config qtool_config() {
-    Config c;
-    c.vocab_size = 256;
-    c.model_dim = 64;
-    c.num_layers = 3;
-    c.num_attn_layers = 1;
-    c.num_heads = 4;
-    c.num_kv_heads = 2;
-    c.d_state = 16;
-    c.ssm_headdim = 16;
-    c.validate();
-    return c;
-}
 static std::string qtool_tmp(const char* tag) { return std::string("/tmp/test_qtool_") + std::to_string(getpid()) + "_" + tag; }
 
 // A checkpoint with train.cu's arenas; arena a holds weights drawn with seed 10 + a.
@@ -72,12 +60,12 @@ static void check_artifact(const std::string& art, const std::vector<float>& w) 
                 if (fabs(w[s.offset + r * s.cols + k] - t.q[r * s.cols + k] * sc) > tol) bad++;
         }
     }
-    CHECK(checked == param_count(qtool_config()));
+    CHECK(checked == param_count(quant_test_config()));
     CHECK(bad == 0);
 }
 
 TEST_CASE("qtool: checkpoint -> artifact, dequantized weights within the bit width's error") {
-    const Config c = qtool_config();
+    const Config c = quant_test_config();
     const std::string ck = qtool_tmp("ema.ckpt"), art = qtool_tmp("a.art");
     auto ar = write_ckpt(ck, c, 5);
     Config cfg;  // defaults: the shapes must come from the checkpoint's header
@@ -139,7 +127,7 @@ TEST_CASE("qtool: checkpoint -> artifact, dequantized weights within the bit wid
 }
 
 TEST_CASE("qtool: bad checkpoints and Hessians end in named errors") {
-    const Config c = qtool_config();
+    const Config c = quant_test_config();
     const std::string ck = qtool_tmp("bad.ckpt"), art = qtool_tmp("bad.art"), hp = qtool_tmp("bad.h");
     write_ckpt(ck, c, 4);
     Config cfg;

@@ -8,6 +8,7 @@
 #include "quant/plan.h"        // defines: quant_plan, quantize_model, dequantize_model
 #include "quant/size.h"        // defines: counted_sources, code_archive, size_report
 #include "tests/expect_fatal.h"
+#include "tests/quant_config.h"
 #include "tests/fixture.h"
 #include <algorithm>
 #include <cstring>
@@ -162,21 +163,6 @@ TEST_CASE("quant: plan derives bits per tensor and row group from the config") {
     EXPECT_FATAL(quant_plan(c), "quant_bits_matrix = 9");
 }
 
-// A small model: every tensor kind, in_proj row groups, quick to compress.
-static Config tiny_config() {
-    Config c;
-    c.vocab_size = 256;
-    c.model_dim = 64;
-    c.num_layers = 3;
-    c.num_attn_layers = 1;
-    c.num_heads = 4;
-    c.num_kv_heads = 2;
-    c.d_state = 16;
-    c.ssm_headdim = 16;
-    c.validate();
-    return c;
-}
-
 // Weights shaped like trained ones: Gaussian rows with spread-out scales (zero-init tensors too).
 static std::vector<float> tiny_weights(const Config& c, uint64_t seed) {
     std::vector<float> arena((size_t)param_arena_size(c));
@@ -215,7 +201,7 @@ static void resign_header(std::vector<uint8_t>* b) {  // recompute the header CR
 }
 
 TEST_CASE("quant: artifact write -> read round trip is bit-exact (every layout option)") {
-    const Config c = tiny_config();
+    const Config c = quant_test_config();
     std::vector<float> arena = tiny_weights(c, 5);
     // one tensor through GPTQ (a Hessian from random inputs), the rest round-to-nearest
     auto plan = quant_plan(c);
@@ -320,7 +306,7 @@ TEST_CASE("quant: artifact write -> read round trip is bit-exact (every layout o
 }
 
 TEST_CASE("quant: bad artifacts end in named errors") {
-    const Config c = tiny_config();
+    const Config c = quant_test_config();
     std::vector<float> arena = tiny_weights(c, 6);
     QuantModel qm;
     quantize_model(&qm, c, arena.data(), nullptr, GptqOptions());
@@ -399,7 +385,7 @@ TEST_CASE("quant: code-size accounting counts the sources, compressed, against 1
     CHECK((int64_t)out_pos == raw);
     CHECK(std::string(back.begin(), back.begin() + files[0].size()) == files[0]);
 
-    const Config c = tiny_config();
+    const Config c = quant_test_config();
     std::vector<float> arena = tiny_weights(c, 8);
     QuantModel qm;
     quantize_model(&qm, c, arena.data(), nullptr, GptqOptions());
