@@ -11,30 +11,11 @@ import torch
 
 import mamba3
 import model as M
+from ref_model import random_params
 
 CFG = dict(vocab_size=64, model_dim=16, num_layers=3, num_attn_layers=1, num_heads=2, num_kv_heads=1,
            mlp_mult=2, d_state=8, expand=2, ssm_headdim=8, ssm_ngroups=1, chunk_size=4)
 T, NSEQ = 16, 8
-
-
-def random_params(gpt, gen):
-    with torch.no_grad():
-        for name, p in gpt.named_parameters():
-            r = torch.randn(p.shape, generator=gen, dtype=torch.float64)
-            leaf = name.split(".")[-1]
-            if leaf == "wte":
-                v = 0.5 * r
-            elif leaf == "resid_mix":
-                v = torch.stack([1.0 + 0.2 * r[0], 0.3 * r[1]])
-            elif leaf in ("mixer_scale", "mlp_scale", "skip_weight", "B_bias", "C_bias", "B_norm_w", "C_norm_w", "D"):
-                v = 1.0 + 0.2 * r
-            elif leaf == "q_gain":
-                v = 1.5 + 0.2 * r
-            elif leaf == "dt_bias":
-                v = -2.0 + 0.5 * r
-            else:
-                v = 1.5 * r / p.shape[1] ** 0.5
-            p.copy_(v.float().double())  # float32 values: the C++ side starts from the same numbers
 
 
 def window(gpt, tokens, init, fin_at):
