@@ -10,14 +10,24 @@
 //      (optim/dist, no-op on one GPU) and averaged, Muon on the matrices, Adam on the embedding and
 //      scalars, lr multiplier by elapsed time (optim/schedule), EMA of the weights;
 //   4. validation bpb over this rank's share of the whole val split every val_loss_every steps and
-//      at the end (the end also with the EMA weights when ema_decay > 0).
+//      at the end (the end also with the EMA weights when ema_decay > 0; those are then the
+//      weights that get quantized);
+//   5. quantization (issue 7): GPTQ Hessians from hessian_batches forward passes per GPU over the
+//      training loader's next micro-batches (counted in the training time: they read training
+//      data; the loop stops early enough to leave room for them), GPTQ on the GPU, the artifact
+//      written atomically, the size verdict (code + artifact <= 16,000,000), then the artifact
+//      read back from disk, dequantized and evaluated.
 // Training time excludes validation and checkpoint writing.
 // Flags beyond the HPARAMS settings: --resume PATH, --save PATH (at the end), --save-every N,
-// --csv PATH (default logs/train.csv).
+// --csv PATH (default logs/train.csv), --artifact PATH (default logs/model.artifact),
+// --hessians PATH (also write the Hessians, quant/export.h format), --code-root DIR (the counted
+// sources, default .), --eval-artifact FILE (no training: load, dequantize, evaluate).
 // Log: the config table, then one line per step
 //   step N/M train_loss X ms/step Y tok/s Z left Ws
 // and one per evaluation
 //   step N/M val_loss X val_bpb Y          (final: "final val_loss X val_bpb Y", "final_ema ...")
+// then "size: ..." and "artifact: code C + model M = T bytes; <= 16,000,000: yes|no",
+//   "final_quant val_loss X val_bpb Y (pre-quant Y0, delta Z)" and last "done: ...".
 // A NaN or Inf training loss stops the run with an error naming the step.
 #include "model/config.h"       // defines: Config, config_from_env_and_args, config_print
 #include "model/params.h"       // defines: param_specs, param_count, param_arena_size, param_init
@@ -32,6 +42,11 @@
 #include "optim/schedule.cuh"   // defines: ema_update
 #include "optim/checkpoint.h"   // defines: checkpoint_write, checkpoint_read
 #include "optim/dist.cuh"       // defines: Dist, dist_init, dist_all_reduce
+#include "quant/artifact.h"     // defines: artifact_write, artifact_read, artifact_config_diff
+#include "quant/export.h"       // defines: hessians_write
+#include "quant/gptq.cuh"       // defines: gptq_quantize_gpu
+#include "quant/hessian.cuh"    // defines: GpuHessians, hessians_*
+#include "quant/size.h"         // defines: size_report, size_print, counted_sources
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -41,6 +56,20 @@
 
 static double now_s() {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// The artifact's weights: read (every problem a named fatal), checked against this run's config,
+// dequantized into a parameter arena.
+static void artifact_weights(const std::string& path, const Config& cfg, std::vector<float>* arena) {
+    Config acfg = cfg;
+    QuantModel qm;
+    artifact_read(path.c_str(), &acfg, &qm, nullptr);
+    const std::string diff = artifact_config_diff(acfg, cfg);
+    if (!diff.empty())
+        fatal("artifact '%s' was made for another config: %s (set the model's settings by flag or environment)",
+              path.c_str(), diff.c_str());
+    arena->assign((size_t)param_arena_size(cfg), 0.f);
+    dequantize_model(arena->data(), cfg, qm);
 }
 
 struct Optim {
@@ -54,7 +83,8 @@ int main(int argc, char** argv) {
     Config cfg;
     std::vector<std::string> rest;
     config_from_env_and_args(&cfg, argc, argv, &rest);
-    std::string resume, save, csv_path = "logs/train.csv";
+    std::string resume, save, csv_path = "logs/train.csv", artifact_path = "logs/model.artifact", hessians_path,
+        code_root = ".", eval_path;
     int64_t save_every = 0;
     for (size_t i = 0; i < rest.size(); i++) {
         const std::string& r = rest[i];
@@ -64,6 +94,7 @@ int main(int argc, char** argv) {
         };
         if (r == "--help" || r == "-h") {
             printf("usage: train [--name value ...] [--resume PATH] [--save PATH] [--save-every N] [--csv PATH]\n"
+                   "             [--artifact PATH] [--hessians PATH] [--code-root DIR] [--eval-artifact FILE]\n"
                    "every setting below is a flag (--model-dim 512) and an environment variable (MODEL_DIM=512);\n"
                    "flags win.\n");
             config_print(cfg, stdout);
@@ -77,6 +108,10 @@ int main(int argc, char** argv) {
             if (v.empty() || *end || save_every < 0) fatal("flag --save-every: '%s' is not a step count >= 0", v.c_str());
         }
         else if (r == "--csv") csv_path = value();
+        else if (r == "--artifact") artifact_path = value();
+        else if (r == "--hessians") hessians_path = value();
+        else if (r == "--code-root") code_root = value();
+        else if (r == "--eval-artifact") eval_path = value();
         else fatal("unknown flag '%s' (train --help lists the settings)", r.c_str());
     }
 
@@ -87,6 +122,12 @@ int main(int argc, char** argv) {
         config_print(cfg, stdout);
         printf("parameters: %lld (arena %lld floats)\n", (long long)param_count(cfg), (long long)param_arena_size(cfg));
     }
+
+    // Artifact and sources first too: a bad artifact, or sources the size verdict cannot count,
+    // should fail before any GPU work (not after 600 s of training).
+    std::vector<float> eval_weights;
+    if (!eval_path.empty()) artifact_weights(eval_path, cfg, &eval_weights);
+    else counted_sources(code_root);
 
     // Data first: a bad path or tokenizer should fail before any GPU work.
     Tokenizer tok;
@@ -99,13 +140,14 @@ int main(int argc, char** argv) {
         fatal("train_batch_tokens %d is not a multiple of micro_batch_seqs %d x train_seq_len %d x %d GPUs",
               cfg.train_batch_tokens, B, T, dist.world);
     const int accum = (int)(cfg.train_batch_tokens / micro_tokens);
-    TrainLoader train;
-    train_loader_init(&train, cfg.data_path, B, T, dist.rank, dist.world, (uint64_t)cfg.seed, cfg.vocab_size);
+    TrainLoader train;  // not opened by --eval-artifact: evaluation reads no training data
+    if (eval_path.empty())
+        train_loader_init(&train, cfg.data_path, B, T, dist.rank, dist.world, (uint64_t)cfg.seed, cfg.vocab_size);
     ValData val;
     val_load(&val, cfg.data_path, T, dist.rank, dist.world, cfg.vocab_size);
     if (master) {
         printf("data: %s: %lld train windows of %d+1, %lld val sequences\n", cfg.data_path.c_str(),
-               (long long)train.num_windows(), T, (long long)val.num_seqs);
+               (long long)(eval_path.empty() ? train.num_windows() : 0), T, (long long)val.num_seqs);
         printf("tokenizer: %s: %d pieces\n", cfg.tokenizer_path.c_str(), tok.vocab_size());
         printf("batch: %d tokens/step = %d GPUs x %d micro-batches x %d x %d\n", cfg.train_batch_tokens, dist.world,
                accum, B, T);
@@ -120,6 +162,55 @@ int main(int argc, char** argv) {
     gpu_model_create(&m, cfg, B, T, stream);
     const int64_t arena = m.arena;
     if (master) printf("memory: params+grads %.2f GB, activations %.2f GB\n", arena * 10.0 / 1e9, m.acts_bytes / 1e9);
+    std::vector<int32_t> windows((size_t)B * (T + 1));
+    double* d_red = nullptr;  // all-reduce staging for scalars
+    cudaCheck(cudaMalloc(&d_red, 4 * sizeof(double)));
+
+    // Validation bpb over this rank's sequences of the whole val split, summed over ranks.
+    std::vector<float> tok_losses((size_t)B * T);
+    auto validate = [&]() -> BpbResult {
+        BpbSum acc;
+        for (int64_t first = val.seq_begin; first < val.seq_end; first += B) {
+            const int nseq = (int)std::min<int64_t>(B, val.seq_end - first);
+            val_batch(val, windows.data(), first, nseq);
+            for (int b = nseq; b < B; b++)  // pad a last partial batch; its rows are not scored
+                memcpy(windows.data() + (size_t)b * (T + 1), windows.data(), (T + 1) * sizeof(int32_t));
+            gpu_model_load_batch(&m, windows.data());
+            gpu_model_forward(&m, false);
+            cudaCheck(cudaMemcpyAsync(tok_losses.data(), m.a.losses, (size_t)B * T * sizeof(float),
+                                      cudaMemcpyDeviceToHost, stream));
+            cudaCheck(cudaStreamSynchronize(stream));
+            for (int b = 0; b < nseq; b++) {
+                double s = 0;
+                for (int t = 0; t < T; t++) s += tok_losses[(size_t)b * T + t];
+                bpb_add(&acc, tok, s, windows.data() + (size_t)b * (T + 1), T);
+            }
+        }
+        if (dist.world > 1) {
+            double h[3] = {acc.loss_sum, acc.tokens, acc.bytes};
+            cudaCheck(cudaMemcpyAsync(d_red, h, sizeof(h), cudaMemcpyHostToDevice, stream));
+            dist_all_reduce(dist, d_red, 3, ncclFloat64, ncclSum, stream);
+            cudaCheck(cudaMemcpyAsync(h, d_red, sizeof(h), cudaMemcpyDeviceToHost, stream));
+            cudaCheck(cudaStreamSynchronize(stream));
+            acc.loss_sum = h[0]; acc.tokens = h[1]; acc.bytes = h[2];
+        }
+        return bpb_result(acc);
+    };
+
+    // The one evaluation of a quantized model (eval/'s GPU modes replace validate() here).
+    auto evaluate_weights = [&](const std::vector<float>& weights) -> BpbResult {
+        gpu_model_upload_params(&m, weights.data());
+        return validate();
+    };
+    if (!eval_path.empty()) {
+        const double t0 = now_s();
+        const BpbResult r = evaluate_weights(eval_weights);
+        if (master) printf("eval_artifact %s: val_loss %.6f val_bpb %.6f (%.1f s)\n", eval_path.c_str(), r.val_loss, r.val_bpb, now_s() - t0);
+        gpu_model_destroy(&m);
+        dist_destroy(&dist);
+        return 0;
+    }
+
     std::vector<float> init_params(arena, 0.f);
     param_init(cfg, init_params.data(), (uint64_t)cfg.seed);
 
@@ -130,12 +221,8 @@ int main(int argc, char** argv) {
     for (float** b : {&o.muon_buf, &o.adam_m, &o.adam_v}) cudaCheck(cudaMalloc(b, arena * sizeof(float)));
     const bool use_ema = cfg.ema_decay > 0;
     if (use_ema) cudaCheck(cudaMalloc(&o.ema, arena * sizeof(float)));
-    float* backup = nullptr;  // live weights while the EMA weights are evaluated
-    if (use_ema) cudaCheck(cudaMalloc(&backup, arena * sizeof(float)));
     float* d_step_loss = nullptr;  // (accum) micro-batch mean losses of one step
     cudaCheck(cudaMalloc(&d_step_loss, accum * sizeof(float)));
-    double* d_red = nullptr;  // all-reduce staging for scalars
-    cudaCheck(cudaMalloc(&d_red, 4 * sizeof(double)));
 
     // weights from param_init, optimizer state zero, EMA = weights
     auto reset_all = [&]() {
@@ -146,7 +233,6 @@ int main(int argc, char** argv) {
         cudaCheck(cudaStreamSynchronize(stream));
     };
 
-    std::vector<int32_t> windows((size_t)B * (T + 1));
     // One optimizer step; returns the mean training loss over all micro-batches and ranks.
     auto train_step = [&](int64_t step, double elapsed) -> double {
         gpu_model_zero_grads(&m);
@@ -181,37 +267,6 @@ int main(int argc, char** argv) {
             cudaCheck(cudaStreamSynchronize(stream));
         }
         return sum / (accum * dist.world);
-    };
-
-    // Validation bpb over this rank's sequences of the whole val split, summed over ranks.
-    std::vector<float> tok_losses((size_t)B * T);
-    auto validate = [&]() -> BpbResult {
-        BpbSum acc;
-        for (int64_t first = val.seq_begin; first < val.seq_end; first += B) {
-            const int nseq = (int)std::min<int64_t>(B, val.seq_end - first);
-            val_batch(val, windows.data(), first, nseq);
-            for (int b = nseq; b < B; b++)  // pad a last partial batch; its rows are not scored
-                memcpy(windows.data() + (size_t)b * (T + 1), windows.data(), (T + 1) * sizeof(int32_t));
-            gpu_model_load_batch(&m, windows.data());
-            gpu_model_forward(&m, false);
-            cudaCheck(cudaMemcpyAsync(tok_losses.data(), m.a.losses, (size_t)B * T * sizeof(float),
-                                      cudaMemcpyDeviceToHost, stream));
-            cudaCheck(cudaStreamSynchronize(stream));
-            for (int b = 0; b < nseq; b++) {
-                double s = 0;
-                for (int t = 0; t < T; t++) s += tok_losses[(size_t)b * T + t];
-                bpb_add(&acc, tok, s, windows.data() + (size_t)b * (T + 1), T);
-            }
-        }
-        if (dist.world > 1) {
-            double h[3] = {acc.loss_sum, acc.tokens, acc.bytes};
-            cudaCheck(cudaMemcpyAsync(d_red, h, sizeof(h), cudaMemcpyHostToDevice, stream));
-            dist_all_reduce(dist, d_red, 3, ncclFloat64, ncclSum, stream);
-            cudaCheck(cudaMemcpyAsync(h, d_red, sizeof(h), cudaMemcpyDeviceToHost, stream));
-            cudaCheck(cudaStreamSynchronize(stream));
-            acc.loss_sum = h[0]; acc.tokens = h[1]; acc.bytes = h[2];
-        }
-        return bpb_result(acc);
     };
 
     // checkpoint arenas: the device buffers, staged through host copies
@@ -284,12 +339,16 @@ int main(int argc, char** argv) {
     };
 
     const double cap = cfg.max_wallclock_seconds;
-    while (step < cfg.iterations && !(cap > 0 && elapsed >= cap)) {
+    // room left in the cap for the Hessians' forward passes: costed as full micro-batches of the
+    // last step (forward + backward), an overestimate of a forward plus the H GEMMs
+    double hess_reserve = 0;
+    while (step < cfg.iterations && !(cap > 0 && elapsed + hess_reserve >= cap)) {
         const double mult = lr_multiplier(cfg, step, elapsed);
         const double t0 = now_s();
         const double loss = train_step(step, elapsed);
         const double dt = now_s() - t0;
         elapsed += dt;
+        hess_reserve = cfg.hessian_batches * dt / accum;
         step++;
         if (!std::isfinite(loss)) fatal("step %lld: train loss is %f (NaN/Inf): stopping", (long long)step, loss);
         if (master) {
@@ -311,15 +370,74 @@ int main(int argc, char** argv) {
         printf("trained: %lld steps in %.1f s (%.1f ms/step, %.0f tok/s)\n", (long long)step, elapsed,
                1e3 * elapsed / std::max<int64_t>(step, 1), step * (double)cfg.train_batch_tokens / std::max(elapsed, 1e-9));
     if (!save.empty()) save_ckpt(save, step, elapsed);
-    log_val("final", step, validate());
-    if (use_ema) {  // evaluate the EMA weights in place of the live ones
-        cudaCheck(cudaMemcpyAsync(backup, m.params, arena * sizeof(float), cudaMemcpyDeviceToDevice, stream));
+    const BpbResult final_live = validate();
+    log_val("final", step, final_live);
+    BpbResult pre_quant = final_live;
+    if (use_ema) {  // the EMA weights replace the live ones: evaluated, then quantized
         cudaCheck(cudaMemcpyAsync(m.params, o.ema, arena * sizeof(float), cudaMemcpyDeviceToDevice, stream));
         gpu_model_refresh_bf16(&m);
-        log_val("final_ema", step, validate());
-        cudaCheck(cudaMemcpyAsync(m.params, backup, arena * sizeof(float), cudaMemcpyDeviceToDevice, stream));
-        gpu_model_refresh_bf16(&m);
-        cudaCheck(cudaStreamSynchronize(stream));
+        pre_quant = validate();
+        log_val("final_ema", step, pre_quant);
+    }
+
+    // ---- quantization: Hessians (training data, so inside the cap), GPTQ, artifact, size verdict
+    const double th = now_s();
+    GpuHessians hs;
+    hessians_create(&hs, cfg);
+    for (int i = 0; i < cfg.hessian_batches; i++) {  // the training loader's next micro-batches
+        train_loader_next(&train, windows.data());
+        gpu_model_load_batch(&m, windows.data());
+        gpu_model_forward(&m, false);
+        hessians_accumulate(&hs, m);
+    }
+    hessians_all_reduce(&hs, dist, stream);
+    cudaCheck(cudaStreamSynchronize(stream));
+    elapsed += now_s() - th;
+    if (master)
+        printf("hessians: %d micro-batches x %d GPUs, %lld tokens, %.2f s; training + hessians %.1f s (cap %.0f s)\n",
+               cfg.hessian_batches, dist.world, (long long)hs.tokens, now_s() - th, elapsed, cap);
+    if (master) {
+        const double tq = now_s();
+        if (!hessians_path.empty() && cfg.hessian_batches > 0) {
+            hessians_write(hessians_path.c_str(), cfg, hessians_to_host(hs, stream));
+            printf("hessians written: %s\n", hessians_path.c_str());
+        }
+        std::vector<float> weights((size_t)arena);
+        cudaCheck(cudaMemcpy(weights.data(), m.params, arena * sizeof(float), cudaMemcpyDeviceToHost));
+        std::vector<const double*> dh;
+        if (cfg.hessian_batches > 0) dh = hessians_to_device_f64(hs, stream);
+        GptqOptions go;
+        go.damp = cfg.quant_damp;
+        go.act_order = cfg.quant_act_order != 0;
+        QuantModel qm;
+        quantize_model(&qm, cfg, weights.data(), dh.empty() ? nullptr : &dh, go, gptq_quantize_gpu);
+        for (const double* p : dh)
+            if (p) cudaCheck(cudaFree((void*)p));
+        size_t slash = artifact_path.rfind('/');
+        if (slash != std::string::npos) mkdir(artifact_path.substr(0, slash).c_str(), 0755);
+        ArtifactInfo info;
+        artifact_write(artifact_path.c_str(), cfg, qm, ArtifactOptions(), &info);
+        printf("quantized: %s weights, %s, %.1f s; artifact %s: %lld bytes\n", use_ema ? "EMA" : "live",
+               dh.empty() ? "round-to-nearest (no Hessians)" : "GPTQ", now_s() - tq, artifact_path.c_str(),
+               (long long)info.file_bytes);
+        const SizeReport sr = size_report(code_root, artifact_path.c_str());
+        size_print(sr, stdout);
+        printf("artifact: code %lld + model %lld = %lld bytes; <= 16,000,000: %s\n", (long long)sr.code_bytes,
+               (long long)sr.model_bytes, (long long)sr.total(), sr.ok() ? "yes" : "no");
+        fflush(stdout);
+    }
+    hessians_destroy(&hs);
+    dist_barrier(dist, stream);  // the artifact is on disk for every rank
+
+    // ---- post-quantization evaluation: the artifact as written, read back from disk
+    std::vector<float> qweights;
+    artifact_weights(artifact_path, cfg, &qweights);
+    const BpbResult post = evaluate_weights(qweights);
+    if (master) {
+        printf("final_quant val_loss %.6f val_bpb %.6f (pre-quant %.6f, delta %+.6f)\n", post.val_loss, post.val_bpb,
+               pre_quant.val_bpb, post.val_bpb - pre_quant.val_bpb);
+        fprintf(csv, "%lld,,,,,%.3f,%.6f,%.6f\n", (long long)step, elapsed, post.val_loss, post.val_bpb);
+        printf("done: %lld steps, artifact %s\n", (long long)step, artifact_path.c_str());
     }
     if (csv) fclose(csv);
     gpu_model_destroy(&m);

@@ -42,6 +42,7 @@ void Config::validate() const {
     need(eval_overlap >= 0 && eval_overlap < train_seq_len, "eval_overlap must be in 0..train_seq_len-1");
     need(eval_temperature > 0, "eval_temperature must be > 0");
     need(ttt_chunk_seqs >= 1 && ttt_epochs >= 0, "ttt_chunk_seqs must be >= 1 and ttt_epochs >= 0");
+    need(hessian_batches >= 0 && quant_damp >= 0, "hessian_batches and quant_damp must be >= 0");
     need(ttt_freeze_blocks >= 0 && ttt_freeze_blocks <= num_layers, "ttt_freeze_blocks must be in 0..num_layers");
 }
 

@@ -207,6 +207,18 @@ static void header_config(const Config& c, int32_t* h) {
 #undef ART_PUT_F
 }
 
+std::string artifact_config_diff(const Config& art, const Config& cfg) {
+    char buf[256];
+#define ART_DIFF_I(f) if (art.f != cfg.f) { snprintf(buf, sizeof buf, #f ": artifact %d, config %d", art.f, cfg.f); return buf; }
+#define ART_DIFF_F(f) if ((float)art.f != (float)cfg.f) { snprintf(buf, sizeof buf, #f ": artifact %g, config %g", art.f, cfg.f); return buf; }
+    ART_INT_FIELDS(ART_DIFF_I)
+    ART_FLOAT_FIELDS(ART_DIFF_F)
+#undef ART_DIFF_I
+#undef ART_DIFF_F
+    if (art.a_activation() != cfg.a_activation()) return "a_act: artifact " + art.a_act + ", config " + cfg.a_act;
+    return "";
+}
+
 static void check_model(const Config& cfg, const QuantModel& qm) {
     auto plan = quant_plan(cfg);
     if (plan.size() != qm.tensors.size()) fatal("artifact_write: the model has %zu tensors, the config %zu", qm.tensors.size(), plan.size());

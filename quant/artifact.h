@@ -78,6 +78,10 @@ bool artifact_load(const char* path, Config* cfg, QuantModel* qm, ArtifactInfo* 
 // artifact_load or fatal(err).
 void artifact_read(const char* path, Config* cfg, QuantModel* qm, ArtifactInfo* info);
 
+// "" when every Config field an artifact carries agrees, else the first difference,
+// "<field>: artifact X, config Y" (train --eval-artifact refuses a model it was not configured for).
+std::string artifact_config_diff(const Config& artifact_cfg, const Config& cfg);
+
 // Helpers shared with the size accounting and tools.
 uint32_t crc32_update(uint32_t crc, const void* data, size_t n);  // crc32_update(0, ...) = CRC-32/IEEE
 // Raw LZMA2 at preset 9|extreme with the given lc/lp/pb/delta; fatal() on liblzma errors.

@@ -84,7 +84,7 @@ void quantize_checkpoint(const char* ckpt, const char* artifact, Config* cfg, co
     QuantModel qm;
     quantize_model(&qm, *cfg, w.data(), opt.hessians ? &hp : nullptr, opt.gptq);
     ArtifactInfo info;
-    artifact_write(artifact, *cfg, qm, ArtifactOptions(), &info);
+    artifact_write(artifact, *cfg, qm, opt.artifact, &info);
     std::vector<float> deq((size_t)arena);
     dequantize_model(deq.data(), *cfg, qm);
 

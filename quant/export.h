@@ -9,6 +9,7 @@
 //   int32 cols, then cols x cols float64 (row-major). Tensors without an entry get RTN.
 #pragma once
 #include "model/config.h"
+#include "quant/artifact.h"
 #include "quant/plan.h"
 #include "quant/size.h"
 #include <cstdio>
@@ -30,6 +31,7 @@ struct ExportOptions {
     const char* hessians = nullptr;
     std::string code_root;       // non-empty: also the code + model size verdict
     GptqOptions gptq;
+    ArtifactOptions artifact;    // split_groups = false: one integer stream per tensor (no row-group layout)
 };
 struct ExportResult {
     int64_t step = 0;

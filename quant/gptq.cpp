@@ -77,7 +77,7 @@ bool cholesky_lower(double* A, int64_t n) {
 // U upper with U ᵀU = (H + λI)^-1, in the permuted column order.
 // From L Lᵀ = Hd: Hd^-1 = L^-ᵀ L^-1; then U = chol_lower(Hd^-1)ᵀ, as the reference
 // implementation does (torch.cholesky_inverse then cholesky(upper=True)).
-static std::vector<double> inverse_hessian_upper(std::vector<double> Hd, int64_t C) {
+std::vector<double> gptq_inverse_upper_cpu(std::vector<double> Hd, int64_t C) {
     if (!cholesky_lower(Hd.data(), C)) fatal("gptq: the damped Hessian (%lld x %lld) is not positive definite", (long long)C, (long long)C);
     // Linv = L^-1 (lower), by forward substitution, one column of the identity at a time
     std::vector<double> Linv((size_t)(C * C), 0.0);
@@ -106,25 +106,36 @@ static std::vector<double> inverse_hessian_upper(std::vector<double> Hd, int64_t
     return U;
 }
 
-void gptq_quantize_cpu(int8_t* q, const float* W, const double* H, const uint16_t* scale, const int* row_bits,
-                       int64_t R, int64_t C, const GptqOptions& opt) {
-    // column order: act-order sorts by decreasing diag(H) (stable, so ties keep their index order)
-    std::vector<int64_t> perm((size_t)C);
-    std::iota(perm.begin(), perm.end(), 0);
+void gptq_column_order(const double* diag, int64_t C, const GptqOptions& opt, std::vector<int64_t>* perm,
+                       std::vector<char>* dead, double* lambda) {
+    perm->resize((size_t)C);
+    std::iota(perm->begin(), perm->end(), 0);
     if (opt.act_order)
-        std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) { return H[a * C + a] > H[b * C + b]; });
-    std::vector<double> Hd((size_t)(C * C));
-    std::vector<char> dead((size_t)C);
+        std::stable_sort(perm->begin(), perm->end(), [&](int64_t a, int64_t b) { return diag[a] > diag[b]; });
+    dead->resize((size_t)C);
     double mean_diag = 0;
     for (int64_t i = 0; i < C; i++) {
-        for (int64_t j = 0; j < C; j++) Hd[i * C + j] = H[perm[i] * C + perm[j]];
-        dead[i] = Hd[i * C + i] == 0;
-        if (dead[i]) Hd[i * C + i] = 1;  // a never-active input: its weights do not matter, its q is 0
-        mean_diag += Hd[i * C + i];
+        (*dead)[i] = diag[(*perm)[i]] == 0;
+        mean_diag += (*dead)[i] ? 1.0 : diag[(*perm)[i]];  // a dead input's diagonal becomes 1
     }
-    mean_diag /= (double)C;
-    for (int64_t i = 0; i < C; i++) Hd[i * C + i] += opt.damp * mean_diag;
-    const std::vector<double> U = inverse_hessian_upper(std::move(Hd), C);
+    *lambda = opt.damp * (mean_diag / (double)C);
+}
+
+void gptq_quantize_cpu(int8_t* q, const float* W, const double* H, const uint16_t* scale, const int* row_bits,
+                       int64_t R, int64_t C, const GptqOptions& opt) {
+    std::vector<double> diag((size_t)C);
+    for (int64_t i = 0; i < C; i++) diag[i] = H[i * C + i];
+    std::vector<int64_t> perm;
+    std::vector<char> dead;
+    double lambda;
+    gptq_column_order(diag.data(), C, opt, &perm, &dead, &lambda);
+    std::vector<double> Hd((size_t)(C * C));
+    for (int64_t i = 0; i < C; i++) {
+        for (int64_t j = 0; j < C; j++) Hd[i * C + j] = H[perm[i] * C + perm[j]];
+        if (dead[i]) Hd[i * C + i] = 1;  // a never-active input: its weights do not matter, its q is 0
+        Hd[i * C + i] += lambda;
+    }
+    const std::vector<double> U = gptq_inverse_upper_cpu(std::move(Hd), C);
 
     const int64_t bs = std::max(1, opt.block_size);
 #pragma omp parallel for schedule(dynamic, 4)

@@ -14,6 +14,7 @@
 // The CUDA version (later) mirrors this file: same scales, same column order, same blocks.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 struct GptqOptions {
     double damp = 0.01;     // λ = damp · mean(diag H)
@@ -35,6 +36,14 @@ void rtn_quantize_cpu(int8_t* q, const float* W, const uint16_t* scale, const in
 // fatal() if the damped Hessian is not positive definite.
 void gptq_quantize_cpu(int8_t* q, const float* W, const double* H, const uint16_t* scale, const int* row_bits,
                        int64_t R, int64_t C, const GptqOptions& opt);
+
+// The column order and damping both versions use: perm (act-order: decreasing diag, stable),
+// dead[i] for permuted column i with diag 0, λ = damp · mean of the diagonal (dead ones counted as 1).
+void gptq_column_order(const double* diag, int64_t C, const GptqOptions& opt, std::vector<int64_t>* perm,
+                       std::vector<char>* dead, double* lambda);
+
+// U upper (row-major C x C) with UᵀU = Hd^-1 for the permuted, damped Hd (fatal if not positive definite).
+std::vector<double> gptq_inverse_upper_cpu(std::vector<double> Hd, int64_t C);
 
 // tr((W − Q) H (W − Q)ᵀ) with Q = q · scale (H = nullptr: the plain squared error).
 double quant_error_cpu(const float* W, const int8_t* q, const uint16_t* scale, const double* H, int64_t R, int64_t C);

@@ -74,7 +74,7 @@ std::vector<int> plan_row_bits(const TensorPlan& p) {
 }
 
 void quantize_model(QuantModel* qm, const Config& cfg, const float* arena, const std::vector<const double*>* hessians,
-                    const GptqOptions& opt) {
+                    const GptqOptions& opt, GptqFn gptq) {
     auto plan = quant_plan(cfg);
     if (hessians && hessians->size() != plan.size())
         fatal("quantize_model: %zu Hessian slots for %zu tensors", hessians->size(), plan.size());
@@ -94,7 +94,7 @@ void quantize_model(QuantModel* qm, const Config& cfg, const float* arena, const
             t.scale.resize((size_t)s.rows);
             row_scales_cpu(t.scale.data(), w, bits.data(), s.rows, s.cols, opt.clip_search);
             const double* H = hessians ? (*hessians)[k] : nullptr;
-            if (H) gptq_quantize_cpu(t.q.data(), w, H, t.scale.data(), bits.data(), s.rows, s.cols, opt);
+            if (H) gptq(t.q.data(), w, H, t.scale.data(), bits.data(), s.rows, s.cols, opt);
             else rtn_quantize_cpu(t.q.data(), w, t.scale.data(), bits.data(), s.rows, s.cols);
         }
         qm->tensors.push_back(std::move(t));

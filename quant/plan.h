@@ -46,10 +46,14 @@ struct QuantModel {
     std::vector<QTensor> tensors;  // quant_plan order (= param_specs order)
 };
 
+// GPTQ of one matrix: gptq_quantize_cpu, or gptq_quantize_gpu (quant/gptq.cuh: H on the device).
+typedef void (*GptqFn)(int8_t* q, const float* W, const double* H, const uint16_t* scale, const int* row_bits,
+                       int64_t R, int64_t C, const GptqOptions& opt);
+
 // Quantizes the float arena (param_specs layout). hessians: nullptr, or one pointer per plan
-// entry (nullptr for a tensor without one): GPTQ where there is a Hessian (cols x cols), else
-// round-to-nearest. Scales: row_scales_cpu with opt.clip_search, for both.
+// entry (nullptr for a tensor without one): GPTQ where there is a Hessian (cols x cols, where
+// `gptq` reads it), else round-to-nearest. Scales: row_scales_cpu with opt.clip_search, for both.
 void quantize_model(QuantModel* qm, const Config& cfg, const float* arena, const std::vector<const double*>* hessians,
-                    const GptqOptions& opt);
+                    const GptqOptions& opt, GptqFn gptq = gptq_quantize_cpu);
 // Writes the dequantized weights into a float arena of param_arena_size(cfg) (padding zeroed).
 void dequantize_model(float* arena, const Config& cfg, const QuantModel& qm);
