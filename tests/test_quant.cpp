@@ -366,6 +366,56 @@ TEST_CASE("quant: bad artifacts end in named errors") {
     unlink(bad.c_str());
 }
 
+TEST_CASE("quant: artifact_config_diff names the first field an artifact disagrees on") {
+    const Config c = quant_test_config();
+    CHECK(artifact_config_diff(c, c) == "");
+    Config d = c;
+    d.model_dim = 128;
+    CHECK(artifact_config_diff(d, c) == "model_dim: artifact 128, config 64");
+    d = c;
+    d.quant_bits_matrix = 5;
+    CHECK(artifact_config_diff(d, c) == "quant_bits_matrix: artifact 5, config 6");
+    d = c;
+    d.rope_base = 500000;
+    CHECK(artifact_config_diff(d, c).rfind("rope_base: artifact 500000", 0) == 0);
+    d = c;
+    d.a_act = "heavytail";
+    CHECK(artifact_config_diff(d, c) == "a_act: artifact heavytail, config softplus");
+    d = c;
+    d.seed = 7;  // not a model field: an artifact does not carry it
+    d.quant_damp = 0.5;
+    CHECK(artifact_config_diff(d, c) == "");
+}
+
+static int g_gptq_calls = 0;
+static void counting_gptq(int8_t* q, const float* W, const double* H, const uint16_t* scale, const int* row_bits,
+                          int64_t R, int64_t C, const GptqOptions& opt) {
+    g_gptq_calls++;
+    gptq_quantize_cpu(q, W, H, scale, row_bits, R, C, opt);
+}
+
+TEST_CASE("quant: quantize_model hands every matrix with a Hessian to the given GPTQ") {
+    const Config c = quant_test_config();
+    std::vector<float> arena = tiny_weights(c, 8);
+    auto plan = quant_plan(c);
+    std::vector<std::vector<double>> hs(plan.size());
+    std::vector<const double*> hp(plan.size(), nullptr);
+    int want = 0;
+    for (size_t k = 0; k < plan.size(); k += 2)  // every other tensor: mixed GPTQ and RTN
+        if (plan[k].is_matrix()) {
+            const int64_t C = plan[k].spec.cols;
+            hs[k].assign((size_t)(C * C), 0.0);
+            for (int64_t i = 0; i < C; i++) hs[k][i * C + i] = 1.0 + i;
+            hp[k] = hs[k].data();
+            want++;
+        }
+    QuantModel a, b;
+    quantize_model(&a, c, arena.data(), &hp, GptqOptions(), counting_gptq);
+    quantize_model(&b, c, arena.data(), &hp, GptqOptions());
+    CHECK(g_gptq_calls == want);
+    for (size_t k = 0; k < plan.size(); k++) CHECK(a.tensors[k].q == b.tensors[k].q);
+}
+
 TEST_CASE("quant: code-size accounting counts the sources, compressed, against 16,000,000") {
     auto files = counted_sources(".");
     auto has = [&](const char* p) { return std::find(files.begin(), files.end(), std::string(p)) != files.end(); };
