@@ -11,7 +11,7 @@
 //      scalars, lr multiplier by elapsed time (optim/schedule), EMA of the weights;
 //   4. validation bpb over this rank's share of the whole val split every val_loss_every steps and
 //      at the end (the end also with the EMA weights when ema_decay > 0; those are then the
-//      weights that get quantized);
+//      weights that get quantized, unless quant_ema = 0);
 //   5. quantization (issue 7): GPTQ Hessians from hessian_batches forward passes per GPU over the
 //      training loader's next micro-batches (counted in the training time: they read training
 //      data; the loop stops early enough to leave room for them), GPTQ on the GPU, the artifact
@@ -373,11 +373,24 @@ int main(int argc, char** argv) {
     const BpbResult final_live = validate();
     log_val("final", step, final_live);
     BpbResult pre_quant = final_live;
-    if (use_ema) {  // the EMA weights replace the live ones: evaluated, then quantized
+    const bool quant_ema = use_ema && cfg.quant_ema;
+    if (use_ema) {  // evaluate the EMA weights in place of the live ones
+        float* backup = nullptr;  // the live weights, when those are the ones to quantize
+        if (!quant_ema) {
+            cudaCheck(cudaMalloc(&backup, arena * sizeof(float)));
+            cudaCheck(cudaMemcpyAsync(backup, m.params, arena * sizeof(float), cudaMemcpyDeviceToDevice, stream));
+        }
         cudaCheck(cudaMemcpyAsync(m.params, o.ema, arena * sizeof(float), cudaMemcpyDeviceToDevice, stream));
         gpu_model_refresh_bf16(&m);
-        pre_quant = validate();
-        log_val("final_ema", step, pre_quant);
+        const BpbResult r = validate();
+        log_val("final_ema", step, r);
+        if (quant_ema) pre_quant = r;
+        else {
+            cudaCheck(cudaMemcpyAsync(m.params, backup, arena * sizeof(float), cudaMemcpyDeviceToDevice, stream));
+            gpu_model_refresh_bf16(&m);
+            cudaCheck(cudaStreamSynchronize(stream));
+            cudaCheck(cudaFree(backup));
+        }
     }
 
     // ---- quantization: Hessians (training data, so inside the cap), GPTQ, artifact, size verdict
@@ -410,15 +423,17 @@ int main(int argc, char** argv) {
         go.damp = cfg.quant_damp;
         go.act_order = cfg.quant_act_order != 0;
         QuantModel qm;
+        const double tg = now_s();
         quantize_model(&qm, cfg, weights.data(), dh.empty() ? nullptr : &dh, go, gptq_quantize_gpu);
+        const double gptq_s = now_s() - tg;
         for (const double* p : dh)
             if (p) cudaCheck(cudaFree((void*)p));
         size_t slash = artifact_path.rfind('/');
         if (slash != std::string::npos) mkdir(artifact_path.substr(0, slash).c_str(), 0755);
         ArtifactInfo info;
         artifact_write(artifact_path.c_str(), cfg, qm, ArtifactOptions(), &info);
-        printf("quantized: %s weights, %s, %.1f s; artifact %s: %lld bytes\n", use_ema ? "EMA" : "live",
-               dh.empty() ? "round-to-nearest (no Hessians)" : "GPTQ", now_s() - tq, artifact_path.c_str(),
+        printf("quantized: %s weights, %s %.1f s, all %.1f s; artifact %s: %lld bytes\n", quant_ema ? "EMA" : "live",
+               dh.empty() ? "round-to-nearest (no Hessians)" : "GPTQ", gptq_s, now_s() - tq, artifact_path.c_str(),
                (long long)info.file_bytes);
         const SizeReport sr = size_report(code_root, artifact_path.c_str());
         size_print(sr, stdout);

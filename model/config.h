@@ -76,6 +76,7 @@
     X(FLOAT, quant_damp, 0.01, "GPTQ damping, fraction of mean diag(H)")                           \
     X(INT, quant_act_order, 1, "GPTQ: columns in order of decreasing diag(H)")                     \
     X(INT, hessian_batches, 1, "GPTQ Hessians: training micro-batches per GPU after training (0 = RTN)") \
+    X(INT, quant_ema, 1, "quantize the EMA weights (when ema_decay > 0); 0 = the live weights")     \
     /* ---- evaluation */                                                                          \
     X(STR, eval_mode, "stateful", "final eval: plain | sliding | stateful | ttt (eval/eval.h)")      \
     X(INT, eval_stride, 64, "sliding eval: scored positions per window of train_seq_len")          \
