@@ -422,6 +422,7 @@ int main(int argc, char** argv) {
         GptqOptions go;
         go.damp = cfg.quant_damp;
         go.act_order = cfg.quant_act_order != 0;
+        go.clip_search = cfg.quant_clip_search != 0;
         QuantModel qm;
         const double tg = now_s();
         quantize_model(&qm, cfg, weights.data(), dh.empty() ? nullptr : &dh, go, gptq_quantize_gpu);

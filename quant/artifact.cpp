@@ -289,7 +289,7 @@ void artifact_write(const char* path, const Config& cfg, const QuantModel& qm, c
         Pending& p = streams[i];
         int64_t best = -1;
         for (size_t c = 0; c < p.cand.size(); c++) {
-            int64_t z = (int64_t)lzma_raw_compress(p.cand[c].data(), p.cand[c].size(), opt.filters[0], lzma_dict_for(p.cand[c].size())).size();
+            int64_t z = (int64_t)lzma_raw_compress(p.cand[c].data(), p.cand[c].size(), opt.filters[0], lzma_dict_of(opt.filters[0], p.cand[c].size())).size();
             if (best < 0 || z < best) { best = z; p.pick = (int)c; }
         }
         p.info.layout = p.cand_layout[p.pick];
@@ -321,16 +321,18 @@ void artifact_write(const char* path, const Config& cfg, const QuantModel& qm, c
         pay.put(p.cand[p.pick].data(), p.cand[p.pick].size());
     }
 
-    const uint32_t dict = lzma_dict_for(pay.b.size());
     // the whole payload under each candidate (in parallel: ~12 s each at full size); keep the smallest
     std::vector<std::vector<uint8_t>> zs(opt.filters.size());
 #pragma omp parallel for schedule(dynamic, 1)
-    for (size_t i = 0; i < opt.filters.size(); i++) zs[i] = lzma_raw_compress(pay.b.data(), pay.b.size(), opt.filters[i], dict);
+    for (size_t i = 0; i < opt.filters.size(); i++)
+        zs[i] = lzma_raw_compress(pay.b.data(), pay.b.size(), opt.filters[i], lzma_dict_of(opt.filters[i], pay.b.size()));
     size_t pick = 0;
     for (size_t i = 1; i < zs.size(); i++)
         if (zs[i].size() < zs[pick].size()) pick = i;
     std::vector<uint8_t> best = std::move(zs[pick]);
-    const LzmaFilter best_f = opt.filters[pick];
+    LzmaFilter best_f = opt.filters[pick];
+    const uint32_t dict = lzma_dict_of(best_f, pay.b.size());
+    best_f.dict = dict;
     zs.clear();
 
     int32_t h[H_INTS] = {0};
@@ -419,7 +421,7 @@ bool artifact_load(const char* path, Config* cfg, QuantModel* qm, ArtifactInfo* 
     cfg->validate();
     const std::vector<TensorPlan> plan = quant_plan(*cfg);
     if (h[H_NTENSORS] != (int32_t)plan.size()) BAD("size mismatch: %d tensors in the file, the config has %zu", h[H_NTENSORS], plan.size());
-    LzmaFilter lf{h[H_LC], h[H_LP], h[H_PB], h[H_DELTA]};
+    LzmaFilter lf{h[H_LC], h[H_LP], h[H_PB], h[H_DELTA], (uint32_t)h[H_DICT]};
     if (!filter_ok(lf) || h[H_DICT] < 4096) BAD("bad LZMA settings in the header");
 
     std::vector<uint8_t> z((size_t)packed), pay((size_t)raw);

@@ -31,7 +31,7 @@ struct ExportOptions {
     const char* hessians = nullptr;
     std::string code_root;       // non-empty: also the code + model size verdict
     GptqOptions gptq;
-    ArtifactOptions artifact;    // split_groups = false: one integer stream per tensor (no row-group layout)
+    ArtifactOptions artifact;    // split_groups: in_proj's row groups as separate streams
 };
 struct ExportResult {
     int64_t step = 0;

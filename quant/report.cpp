@@ -8,7 +8,7 @@ void measure_streams(ArtifactInfo* info) {
 #pragma omp parallel for schedule(dynamic, 1)
     for (size_t i = 0; i < info->streams.size(); i++) {
         StreamInfo& s = info->streams[i];
-        s.alone_bytes = (int64_t)lzma_raw_compress(info->payload.data() + s.offset, (size_t)s.bytes, f, lzma_dict_for((size_t)s.bytes)).size();
+        s.alone_bytes = (int64_t)lzma_raw_compress(info->payload.data() + s.offset, (size_t)s.bytes, f, lzma_dict_of(f, (size_t)s.bytes)).size();
     }
 }
 

@@ -115,9 +115,9 @@ TEST_CASE("qtool: checkpoint -> artifact, dequantized weights within the bit wid
     quantize_checkpoint(ck.c_str(), art.c_str(), &cfg3, o3, &res, nullptr);
     check_artifact(art, ar[0]);
 
-    // one integer stream per tensor (no row-group layout): the same weights, another file
+    // row groups as streams (the default is one integer stream per tensor): same weights, another file
     ExportOptions o1 = o3;
-    o1.artifact.split_groups = false;
+    o1.artifact.split_groups = true;
     ExportResult r1;
     Config cfg4;
     quantize_checkpoint(ck.c_str(), art.c_str(), &cfg4, o1, &r1, nullptr);
@@ -130,7 +130,7 @@ TEST_CASE("qtool: checkpoint -> artifact, dequantized weights within the bit wid
         int in_proj_int_streams = 0;
         for (auto& st : info.streams)
             if (st.what == 1 && qm.tensors[st.tensor].plan.kind == TensorKind::in_proj) in_proj_int_streams++;
-        CHECK(in_proj_int_streams == c.num_layers - c.num_attn_layers);  // one per Mamba layer, not 8
+        CHECK(in_proj_int_streams == 8 * (c.num_layers - c.num_attn_layers));  // 8 row groups per Mamba layer
     }
 
     // size verdict from the repository root (make test runs there)

@@ -229,7 +229,7 @@ TEST_CASE("quant: artifact write -> read round trip is bit-exact (every layout o
         o.split_groups = mode != 1;
         if (mode == 1) { o.int_layouts = {L_PACKED}; o.float_planes = {true}; }
         if (mode == 2) { o.int_layouts = {L_BYTES_T}; o.float_planes = {false}; o.filters = {{0, 0, 0, 1}}; }  // + delta filter
-        if (mode == 3) { o.int_layouts = {L_BYTES}; o.float_planes = {true}; }
+        if (mode == 3) { o.int_layouts = {L_BYTES}; o.float_planes = {true}; o.filters = {{3, 0, 2, 0, 4096}}; }  // 4 KiB dict
         const std::string path = tmp_path("rt");
         ArtifactInfo wi, ri;
         artifact_write(path.c_str(), c, qm, o, &wi);
@@ -238,6 +238,8 @@ TEST_CASE("quant: artifact write -> read round trip is bit-exact (every layout o
         artifact_read(path.c_str(), &back, &got, &ri);
         INFO("mode " << mode);
         CHECK(memcmp(wi.header, ri.header, sizeof wi.header) == 0);
+        if (mode == 2) CHECK(ri.filter.dict == lzma_dict_for((size_t)ri.payload_bytes));
+        if (mode == 3) CHECK(ri.filter.dict == 4096u);
         if (mode > 0) {
             bool forced = true;
             for (auto& s : ri.streams) {

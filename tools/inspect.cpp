@@ -46,8 +46,8 @@ int main(int argc, char** argv) {
            cfg.expand, cfg.ssm_headdim, cfg.ssm_ngroups, cfg.chunk_size, cfg.rope_fraction, cfg.a_act.c_str());
     printf("quant: matrix %d bits, embedding %d, in_proj dd_dt/dd_A %d, scalars %s\n", cfg.quant_bits_matrix, cfg.quant_bits_embed,
            cfg.quant_bits_ssm_dyn, cfg.quant_bits_scalar == 16 ? "fp16" : "fp32");
-    printf("payload: %lld bytes, LZMA2 9e lc %d lp %d pb %d delta %d -> %lld bytes; file %lld bytes\n", (long long)info.payload_bytes,
-           info.filter.lc, info.filter.lp, info.filter.pb, info.filter.delta, (long long)info.compressed_bytes, (long long)info.file_bytes);
+    printf("payload: %lld bytes, LZMA2 9e lc %d lp %d pb %d delta %d dict %u -> %lld bytes; file %lld bytes\n", (long long)info.payload_bytes,
+           info.filter.lc, info.filter.lp, info.filter.pb, info.filter.delta, info.filter.dict, (long long)info.compressed_bytes, (long long)info.file_bytes);
     printf("checksum: header CRC32 ok, payload CRC32 %08x ok; %zu tensors, %zu streams validated against the config\n",
            info.payload_crc, qm.tensors.size(), info.streams.size());
     if (!quick) measure_streams(&info);

@@ -81,7 +81,9 @@ int main(int argc, char** argv) {
     seedlike.int_layouts = {L_BYTES};
     seedlike.float_planes = {false};
     seedlike.filters = {{3, 0, 2, 0}};
-    Variant vs[] = {{"rowgroup", ArtifactOptions()}, {"seedlike", seedlike}};
+    ArtifactOptions rowgroup;
+    rowgroup.split_groups = true;
+    Variant vs[] = {{"rowgroup", rowgroup}, {"seedlike", seedlike}};
     for (auto& v : vs) {
         if (only_rowgroup && v.opt.split_groups == false) continue;
         std::string path = dir + "/synth_" + v.name + (gopt.clip_search ? "" : "_absmax") + (use_gptq ? "_gptq" : "") + ".art";
