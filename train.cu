@@ -8,7 +8,8 @@
 //   3. steps until `iterations` or the wall-clock cap: gradient accumulation over micro-batches of
 //      micro_batch_seqs x train_seq_len up to train_batch_tokens (all ranks), gradients all-reduced
 //      (optim/dist, no-op on one GPU) and averaged, Muon on the matrices, Adam on the embedding and
-//      scalars, lr multiplier by elapsed time (optim/schedule), EMA of the weights;
+//      scalars, lr multiplier by elapsed time (optim/schedule), EMA of the weights; once the
+//      multiplier is below late_qat_threshold, late QAT (quant/fake_quant.h);
 //   4. validation bpb over this rank's share of the whole val split every val_loss_every steps and
 //      at the end (the end also with the EMA weights when ema_decay > 0).
 // Training time excludes validation and checkpoint writing.
@@ -32,6 +33,7 @@
 #include "optim/schedule.cuh"   // defines: ema_update
 #include "optim/checkpoint.h"   // defines: checkpoint_write, checkpoint_read
 #include "optim/dist.cuh"       // defines: Dist, dist_init, dist_all_reduce
+#include "quant/fake_quant.cuh" // defines: FakeQuantGpu, fake_quant_gpu_create, fake_quant_bf16
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -146,9 +148,22 @@ int main(int argc, char** argv) {
         cudaCheck(cudaStreamSynchronize(stream));
     };
 
+    const bool use_qat = cfg.late_qat_threshold > 0;
+    bool qat_logged = false;
+    FakeQuantGpu fq;
+    if (use_qat) fake_quant_gpu_create(&fq, cfg);
+
     std::vector<int32_t> windows((size_t)B * (T + 1));
     // One optimizer step; returns the mean training loss over all micro-batches and ranks.
     auto train_step = [&](int64_t step, double elapsed) -> double {
+        const double mult = lr_multiplier(cfg, step, elapsed);
+        // late QAT: this step's forward/backward read the matrices on the artifact's grid; decided
+        // from (step, elapsed) alone so a resumed run makes the same choice
+        if (use_qat && mult < cfg.late_qat_threshold) {
+            if (!qat_logged && master) printf("late QAT: on from step %lld (lr multiplier %.4f)\n", (long long)step, mult);
+            qat_logged = true;
+            fake_quant_bf16(m.params_bf16, m.params, fq, stream);
+        }
         gpu_model_zero_grads(&m);
         for (int k = 0; k < accum; k++) {
             train_loader_next(&train, windows.data());
@@ -160,7 +175,6 @@ int main(int argc, char** argv) {
         dist_all_reduce(dist, m.grads, arena, ncclFloat, ncclSum, stream);
         // each micro-batch's gradient is that of its mean loss: average over micro-batches and ranks
         gpu_scale(m.grads, arena, 1.f / (float)(accum * dist.world), stream);
-        const double mult = lr_multiplier(cfg, step, elapsed);
         MuonHyper mh{cfg.matrix_lr * mult, muon_momentum_at(cfg, step), cfg.muon_wd, cfg.muon_backend_steps,
                      cfg.muon_nesterov != 0, cfg.muoneq_r != 0};
         muon_step_sharded(m.params, o.muon_buf, m.grads, o.mats, mh, &o.ws, dist, stream);
@@ -322,6 +336,7 @@ int main(int argc, char** argv) {
         cudaCheck(cudaStreamSynchronize(stream));
     }
     if (csv) fclose(csv);
+    if (use_qat) fake_quant_gpu_destroy(&fq);
     gpu_model_destroy(&m);
     dist_destroy(&dist);
     return 0;

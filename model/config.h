@@ -67,7 +67,7 @@
     X(FLOAT, adam_eps, 1e-8, "Adam eps")                                                           \
     X(FLOAT, adam_wd, 0.0, "Adam decoupled weight decay (AdamW; the seed: 0)")                     \
     X(FLOAT, ema_decay, 0.997, "EMA of weights decay (0 = off)")                                   \
-    X(FLOAT, late_qat_threshold, 0.15, "fake-quant once lr multiplier falls below this")           \
+    X(FLOAT, late_qat_threshold, 0.15, "late QAT: fake-quant matrices once lr mult < this (0 = off)")           \
     /* ---- quantization (quant/plan.h decides bits per tensor and row group from these) */        \
     X(INT, quant_bits_matrix, 6, "bits for matrix rows (2..8)")                                    \
     X(INT, quant_bits_embed, 8, "bits for the tied embedding (2..8)")                              \
