@@ -11,7 +11,9 @@
 //      scalars, lr multiplier by elapsed time (optim/schedule), EMA of the weights; once the
 //      multiplier is below late_qat_threshold, late QAT (quant/fake_quant.h);
 //   4. validation bpb over this rank's share of the whole val split every val_loss_every steps and
-//      at the end (the end also with the EMA weights when ema_decay > 0).
+//      at the end (the end also with the EMA weights when ema_decay > 0);
+//   5. the final evaluation mode(s) eval_mode (eval/eval.cuh; "all" = plain, sliding, stateful,
+//      ttt) on the weights validated last (the EMA weights when ema_decay > 0).
 // Training time excludes validation and checkpoint writing.
 // Flags beyond the HPARAMS settings: --resume PATH, --save PATH (at the end), --save-every N,
 // --csv PATH (default logs/train.csv).
@@ -19,6 +21,8 @@
 //   step N/M train_loss X ms/step Y tok/s Z left Ws
 // and one per evaluation
 //   step N/M val_loss X val_bpb Y          (final: "final val_loss X val_bpb Y", "final_ema ...")
+// and one per final evaluation mode
+//   eval mode=<m> val_loss X val_bpb Y tokens N bytes M seconds S windows W
 // A NaN or Inf training loss stops the run with an error naming the step.
 #include "model/config.h"       // defines: Config, config_from_env_and_args, config_print
 #include "model/params.h"       // defines: param_specs, param_count, param_arena_size, param_init
@@ -34,6 +38,7 @@
 #include "optim/checkpoint.h"   // defines: checkpoint_write, checkpoint_read
 #include "optim/dist.cuh"       // defines: Dist, dist_init, dist_all_reduce
 #include "quant/fake_quant.cuh" // defines: FakeQuantGpu, fake_quant_gpu_create, fake_quant_bf16
+#include "eval/eval.cuh"        // defines: eval_gpu_report
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -331,6 +336,9 @@ int main(int argc, char** argv) {
         cudaCheck(cudaMemcpyAsync(m.params, o.ema, arena * sizeof(float), cudaMemcpyDeviceToDevice, stream));
         gpu_model_refresh_bf16(&m);
         log_val("final_ema", step, validate());
+    }
+    eval_gpu_report(&m, cfg, tok, val.tokens.data(), (int64_t)val.tokens.size(), dist);
+    if (use_ema) {
         cudaCheck(cudaMemcpyAsync(m.params, backup, arena * sizeof(float), cudaMemcpyDeviceToDevice, stream));
         gpu_model_refresh_bf16(&m);
         cudaCheck(cudaStreamSynchronize(stream));

@@ -76,9 +76,10 @@
     X(FLOAT, quant_damp, 0.01, "GPTQ damping, fraction of mean diag(H)")                           \
     X(INT, quant_act_order, 1, "GPTQ: columns in order of decreasing diag(H)")                     \
     /* ---- evaluation */                                                                          \
-    X(STR, eval_mode, "stateful", "final eval: plain | sliding | stateful | ttt (eval/eval.h)")      \
+    X(STR, eval_mode, "stateful", "final eval: plain | sliding | stateful | ttt | all (eval/eval.h)")\
     X(INT, eval_stride, 64, "sliding eval: scored positions per window of train_seq_len")          \
     X(INT, eval_overlap, 1024, "stateful-overlap eval: overlap tokens")                            \
+    X(INT, eval_streams, 1, "stateful-overlap eval: sub-spans per rank, run side by side (seed: 1)") \
     X(FLOAT, eval_temperature, 1.0, "logit temperature at eval, after the softcap (seed: 0.9)")    \
     X(INT, ttt_chunk_seqs, 32, "score-first TTT: sequences of train_seq_len per chunk")            \
     X(INT, ttt_epochs, 2, "score-first TTT: SGD steps on each chunk after scoring it")             \
