@@ -20,7 +20,9 @@
 //             the state after the previous window's last token, which feeds the o overlap tokens
 //             through the SSM twice: EvalOpts::seed_carry, kept to compare; see notes/eval.md.)
 //             A span's first window starts from the states of one forward over the `prewarm`
-//             tokens before its first token (zero states at 0).
+//             tokens before its first token (zero states at 0). With streams > 1 the span is
+//             scored as eval_stream_span's sub-spans, each a span of its own (the GPU runs them
+//             side by side: eval/eval.cuh).
 // Ranks: rank r scores eval_rank_span(): whole sequences [num_seqs*r/R, num_seqs*(r+1)/R) of T,
 // the split of data/loader.h, the remainder of a stream not a multiple of T on the last rank.
 // Each rank sums its BpbSum in float64; the trainer all-reduces the three fields

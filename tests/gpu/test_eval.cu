@@ -5,7 +5,8 @@
 // split, and the last one is partial).
 // Bounds: tokens, bytes and window counts EXACTLY equal to the CPU's in every mode; the loss sum
 // within 2e-3 relative (the GPU runs bf16 GEMM operands and bf16 activations between GEMMs, the
-// CPU fp32 with fp64 sums; tests/gpu/test_model.cu allows 5e-3 on a mean loss). GPU against GPU
+// CPU fp32 with fp64 sums; tests/gpu/test_model.cu allows 5e-3 on a mean loss; seen on the H100:
+// 5.1e-5 worst of 16 cases, TTT weight change 2.2e-3). GPU against GPU
 // where the reference says "equal": bit-exact (the same windows in the same micro-batch shapes).
 // TTT: per-chunk sums against ttt_score_first_cpu within 2e-3; the trained weights' change
 // against the CPU's within 1e-1 of its largest entry (bf16 gradients, q_gain's cancelling sum).
