@@ -8,15 +8,18 @@
 //   3. steps until `iterations` or the wall-clock cap: gradient accumulation over micro-batches of
 //      micro_batch_seqs x train_seq_len up to train_batch_tokens (all ranks), gradients all-reduced
 //      (optim/dist, no-op on one GPU) and averaged, Muon on the matrices, Adam on the embedding and
-//      scalars, lr multiplier by elapsed time (optim/schedule), EMA of the weights;
+//      scalars, lr multiplier by elapsed time (optim/schedule), EMA of the weights; once the
+//      multiplier is below late_qat_threshold, late QAT (quant/fake_quant.h);
 //   4. validation bpb over this rank's share of the whole val split every val_loss_every steps and
 //      at the end (the end also with the EMA weights when ema_decay > 0; those are then the
 //      weights that get quantized, unless quant_ema = 0);
-//   5. quantization (issue 7): GPTQ Hessians from hessian_batches forward passes per GPU over the
+//   5. the final evaluation mode(s) eval_mode (eval/eval.cuh; "all" = plain, sliding, stateful,
+//      ttt) on the weights validated last (the EMA weights when ema_decay > 0);
+//   6. quantization (issue 7): GPTQ Hessians from hessian_batches forward passes per GPU over the
 //      training loader's next micro-batches (counted in the training time: they read training
 //      data; the loop stops early enough to leave room for them), GPTQ on the GPU, the artifact
 //      written atomically, the size verdict (code + artifact <= 16,000,000), then the artifact
-//      read back from disk, dequantized and evaluated.
+//      read back from disk, dequantized and evaluated (plain bpb, then the eval mode(s)).
 // Training time excludes validation and checkpoint writing.
 // Flags beyond the HPARAMS settings: --resume PATH, --save PATH (at the end), --save-every N,
 // --csv PATH (default logs/train.csv), --artifact PATH (default logs/model.artifact),
@@ -26,6 +29,8 @@
 //   step N/M train_loss X ms/step Y tok/s Z left Ws
 // and one per evaluation
 //   step N/M val_loss X val_bpb Y          (final: "final val_loss X val_bpb Y", "final_ema ...")
+// and one per final evaluation mode (before quantization, and again on the artifact)
+//   eval mode=<m> val_loss X val_bpb Y tokens N bytes M seconds S windows W
 // then "size: ..." and "artifact: code C + model M = T bytes; <= 16,000,000: yes|no",
 //   "final_quant val_loss X val_bpb Y (pre-quant Y0, delta Z)" and last "done: ...".
 // A NaN or Inf training loss stops the run with an error naming the step.
@@ -47,6 +52,8 @@
 #include "quant/gptq.cuh"       // defines: gptq_quantize_gpu
 #include "quant/hessian.cuh"    // defines: GpuHessians, hessians_*
 #include "quant/size.h"         // defines: size_report, size_print, counted_sources
+#include "quant/fake_quant.cuh" // defines: FakeQuantGpu, fake_quant_gpu_create, fake_quant_bf16
+#include "eval/eval.cuh"        // defines: eval_gpu_report
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -200,7 +207,9 @@ int main(int argc, char** argv) {
     // The one evaluation of a quantized model (eval/'s GPU modes replace validate() here).
     auto evaluate_weights = [&](const std::vector<float>& weights) -> BpbResult {
         gpu_model_upload_params(&m, weights.data());
-        return validate();
+        const BpbResult r = validate();  // plain bpb: the final_quant line
+        eval_gpu_report(&m, cfg, tok, val.tokens.data(), (int64_t)val.tokens.size(), dist);
+        return r;
     };
     if (!eval_path.empty()) {
         const double t0 = now_s();
@@ -233,8 +242,21 @@ int main(int argc, char** argv) {
         cudaCheck(cudaStreamSynchronize(stream));
     };
 
+    const bool use_qat = cfg.late_qat_threshold > 0;
+    bool qat_logged = false;
+    FakeQuantGpu fq;
+    if (use_qat) fake_quant_gpu_create(&fq, cfg);
+
     // One optimizer step; returns the mean training loss over all micro-batches and ranks.
     auto train_step = [&](int64_t step, double elapsed) -> double {
+        const double mult = lr_multiplier(cfg, step, elapsed);
+        // late QAT: this step's forward/backward read the matrices on the artifact's grid; decided
+        // from (step, elapsed) alone so a resumed run makes the same choice
+        if (use_qat && mult < cfg.late_qat_threshold) {
+            if (!qat_logged && master) printf("late QAT: on from step %lld (lr multiplier %.4f)\n", (long long)step, mult);
+            qat_logged = true;
+            fake_quant_bf16(m.params_bf16, m.params, fq, stream);
+        }
         gpu_model_zero_grads(&m);
         for (int k = 0; k < accum; k++) {
             train_loader_next(&train, windows.data());
@@ -246,7 +268,6 @@ int main(int argc, char** argv) {
         dist_all_reduce(dist, m.grads, arena, ncclFloat, ncclSum, stream);
         // each micro-batch's gradient is that of its mean loss: average over micro-batches and ranks
         gpu_scale(m.grads, arena, 1.f / (float)(accum * dist.world), stream);
-        const double mult = lr_multiplier(cfg, step, elapsed);
         MuonHyper mh{cfg.matrix_lr * mult, muon_momentum_at(cfg, step), cfg.muon_wd, cfg.muon_backend_steps,
                      cfg.muon_nesterov != 0, cfg.muoneq_r != 0};
         muon_step_sharded(m.params, o.muon_buf, m.grads, o.mats, mh, &o.ws, dist, stream);
@@ -374,8 +395,8 @@ int main(int argc, char** argv) {
     log_val("final", step, final_live);
     BpbResult pre_quant = final_live;
     const bool quant_ema = use_ema && cfg.quant_ema;
+    float* backup = nullptr;  // the live weights while the EMA weights are evaluated, when the live ones get quantized
     if (use_ema) {  // evaluate the EMA weights in place of the live ones
-        float* backup = nullptr;  // the live weights, when those are the ones to quantize
         if (!quant_ema) {
             cudaCheck(cudaMalloc(&backup, arena * sizeof(float)));
             cudaCheck(cudaMemcpyAsync(backup, m.params, arena * sizeof(float), cudaMemcpyDeviceToDevice, stream));
@@ -385,12 +406,13 @@ int main(int argc, char** argv) {
         const BpbResult r = validate();
         log_val("final_ema", step, r);
         if (quant_ema) pre_quant = r;
-        else {
-            cudaCheck(cudaMemcpyAsync(m.params, backup, arena * sizeof(float), cudaMemcpyDeviceToDevice, stream));
-            gpu_model_refresh_bf16(&m);
-            cudaCheck(cudaStreamSynchronize(stream));
-            cudaCheck(cudaFree(backup));
-        }
+    }
+    eval_gpu_report(&m, cfg, tok, val.tokens.data(), (int64_t)val.tokens.size(), dist);  // pre-quant modes
+    if (backup) {  // back to the live weights: those get quantized
+        cudaCheck(cudaMemcpyAsync(m.params, backup, arena * sizeof(float), cudaMemcpyDeviceToDevice, stream));
+        gpu_model_refresh_bf16(&m);
+        cudaCheck(cudaStreamSynchronize(stream));
+        cudaCheck(cudaFree(backup));
     }
 
     // ---- quantization: Hessians (training data, so inside the cap), GPTQ, artifact, size verdict
@@ -456,6 +478,7 @@ int main(int argc, char** argv) {
         printf("done: %lld steps, artifact %s\n", (long long)step, artifact_path.c_str());
     }
     if (csv) fclose(csv);
+    if (use_qat) fake_quant_gpu_destroy(&fq);
     gpu_model_destroy(&m);
     dist_destroy(&dist);
     return 0;

@@ -13,6 +13,7 @@ EvalOpts eval_opts_from_config(const Config& c) {
     o.T = c.train_seq_len;
     o.stride = c.eval_stride;
     o.overlap = c.eval_overlap;
+    o.streams = c.eval_streams;
     o.temperature = c.eval_temperature;
     return o;
 }
@@ -36,6 +37,16 @@ EvalSpan eval_rank_span(int64_t n_tokens, int T, int rank, int world) {
     EvalSpan s;
     s.begin = (int64_t)T * (nseq * rank / world);
     s.end = rank == world - 1 ? npos : (int64_t)T * (nseq * (rank + 1) / world);
+    return s;
+}
+
+EvalSpan eval_stream_span(EvalSpan span, int T, int j, int streams) {
+    if (T <= 0 || streams <= 0 || j < 0 || j >= streams || span.begin > span.end)
+        fatal("eval: bad stream split (T=%d, stream %d of %d)", T, j, streams);
+    int64_t nseq = (span.end - span.begin) / T;
+    EvalSpan s;
+    s.begin = span.begin + (int64_t)T * (nseq * j / streams);
+    s.end = j == streams - 1 ? span.end : span.begin + (int64_t)T * (nseq * (j + 1) / streams);
     return s;
 }
 
@@ -104,6 +115,14 @@ EvalOut eval_cpu(const ModelTensors<float>& p, const Config& c, const Tokenizer&
             score_window(&out.sum, &w, p, c, tok, tokens, ws, we, std::max(first(k), b), std::min(we, e),
                          o.temperature, nullptr, nullptr, 0);
             out.forwards++;
+        }
+    } else if (o.streams > 1) {  // each sub-span on its own
+        EvalOpts one = o;
+        one.streams = 1;
+        for (int j = 0; j < o.streams; j++) {
+            EvalOut r = eval_cpu(p, c, tok, tokens, n_tokens, eval_stream_span(span, (int)T, j, o.streams), one);
+            bpb_sum_merge(&out.sum, r.sum);
+            out.forwards += r.forwards;
         }
     } else {
         const int64_t ov = o.overlap, S = T - ov;

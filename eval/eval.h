@@ -20,7 +20,9 @@
 //             the state after the previous window's last token, which feeds the o overlap tokens
 //             through the SSM twice: EvalOpts::seed_carry, kept to compare; see notes/eval.md.)
 //             A span's first window starts from the states of one forward over the `prewarm`
-//             tokens before its first token (zero states at 0).
+//             tokens before its first token (zero states at 0). With streams > 1 the span is
+//             scored as eval_stream_span's sub-spans, each a span of its own (the GPU runs them
+//             side by side: eval/eval.cuh).
 // Ranks: rank r scores eval_rank_span(): whole sequences [num_seqs*r/R, num_seqs*(r+1)/R) of T,
 // the split of data/loader.h, the remainder of a stream not a multiple of T on the last rank.
 // Each rank sums its BpbSum in float64; the trainer all-reduces the three fields
@@ -52,10 +54,12 @@ struct EvalOpts {
     bool seed_carry = false;   // stateful: the seed's carry (state after the previous window's last
                                // token; overlap tokens enter the SSM twice); same as ours at o = 0
     int64_t prewarm = -1;      // stateful: tokens before a span's first window that warm its states; -1 = T (seed)
+    int streams = 1;           // stateful: the span is scored as this many sub-spans (eval_stream_span), each
+                               // with its own prewarm and carry (the GPU runs them side by side)
     double temperature = 1.0;  // logits / tau after the softcap
 };
-// From eval_mode / train_seq_len / eval_stride / eval_overlap / eval_temperature; "ttt" is
-// fatal here (ttt_score_first_cpu is that mode).
+// From eval_mode / train_seq_len / eval_stride / eval_overlap / eval_streams / eval_temperature;
+// "ttt" and "all" are fatal here (ttt_score_first_cpu is that mode).
 EvalOpts eval_opts_from_config(const Config& c);
 
 struct EvalSpan {
@@ -63,6 +67,10 @@ struct EvalSpan {
 };
 // Rank r's positions of a stream of n_tokens tokens, windows of T.
 EvalSpan eval_rank_span(int64_t n_tokens, int T, int rank, int world);
+// Sub-span j of `streams` of a span: its whole sequences of T split as eval_rank_span splits the
+// stream (the span's tail beyond whole sequences on the last one); empty when there are fewer
+// sequences than streams.
+EvalSpan eval_stream_span(EvalSpan span, int T, int j, int streams);
 
 struct EvalOut {
     BpbSum sum;            // this span's loss_sum, tokens, bytes (float64)

@@ -36,10 +36,12 @@ void Config::validate() const {
     need(a_act == "softplus" || a_act == "heavytail", "a_act must be softplus or heavytail");
     need(train_seq_len > 0 && micro_batch_seqs > 0, "train_seq_len and micro_batch_seqs must be > 0");
     need(train_batch_tokens > 0, "train_batch_tokens must be > 0");
-    need(eval_mode == "plain" || eval_mode == "sliding" || eval_mode == "stateful" || eval_mode == "ttt",
-         "eval_mode must be plain, sliding, stateful or ttt");
+    need(eval_mode == "plain" || eval_mode == "sliding" || eval_mode == "stateful" || eval_mode == "ttt" ||
+             eval_mode == "all",
+         "eval_mode must be plain, sliding, stateful, ttt or all");
     need(eval_stride >= 1 && eval_stride <= train_seq_len, "eval_stride must be in 1..train_seq_len");
     need(eval_overlap >= 0 && eval_overlap < train_seq_len, "eval_overlap must be in 0..train_seq_len-1");
+    need(eval_streams >= 1, "eval_streams must be >= 1");
     need(eval_temperature > 0, "eval_temperature must be > 0");
     need(ttt_chunk_seqs >= 1 && ttt_epochs >= 0, "ttt_chunk_seqs must be >= 1 and ttt_epochs >= 0");
     need(hessian_batches >= 0 && quant_damp >= 0, "hessian_batches and quant_damp must be >= 0");

@@ -67,7 +67,7 @@
     X(FLOAT, adam_eps, 1e-8, "Adam eps")                                                           \
     X(FLOAT, adam_wd, 0.0, "Adam decoupled weight decay (AdamW; the seed: 0)")                     \
     X(FLOAT, ema_decay, 0.997, "EMA of weights decay (0 = off)")                                   \
-    X(FLOAT, late_qat_threshold, 0.15, "fake-quant once lr multiplier falls below this")           \
+    X(FLOAT, late_qat_threshold, 0.15, "late QAT: fake-quant matrices once lr mult < this (0 = off)")           \
     /* ---- quantization (quant/plan.h decides bits per tensor and row group from these) */        \
     X(INT, quant_bits_matrix, 6, "bits for matrix rows (2..8)")                                    \
     X(INT, quant_bits_embed, 8, "bits for the tied embedding (2..8)")                              \
@@ -79,9 +79,10 @@
     X(INT, hessian_batches, 1, "GPTQ Hessians: training micro-batches per GPU after training (0 = RTN)") \
     X(INT, quant_ema, 1, "quantize the EMA weights (when ema_decay > 0); 0 = the live weights")     \
     /* ---- evaluation */                                                                          \
-    X(STR, eval_mode, "stateful", "final eval: plain | sliding | stateful | ttt (eval/eval.h)")      \
+    X(STR, eval_mode, "stateful", "final eval: plain | sliding | stateful | ttt | all (eval/eval.h)")\
     X(INT, eval_stride, 64, "sliding eval: scored positions per window of train_seq_len")          \
     X(INT, eval_overlap, 1024, "stateful-overlap eval: overlap tokens")                            \
+    X(INT, eval_streams, 1, "stateful-overlap eval: sub-spans per rank, run side by side (seed: 1)") \
     X(FLOAT, eval_temperature, 1.0, "logit temperature at eval, after the softcap (seed: 0.9)")    \
     X(INT, ttt_chunk_seqs, 32, "score-first TTT: sequences of train_seq_len per chunk")            \
     X(INT, ttt_epochs, 2, "score-first TTT: SGD steps on each chunk after scoring it")             \

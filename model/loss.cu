@@ -23,8 +23,8 @@ __device__ __forceinline__ float block_reduce(float v, bool is_max) {
 // ---- CUDA kernels
 __global__ void __launch_bounds__(kThreads) softcap_ce_kernel(float* losses, __nv_bfloat16* dlogits,
                                                               const __nv_bfloat16* logits, const int32_t* targets,
-                                                              int64_t N, int V, float cap) {
-    extern __shared__ float s[];  // (V) softcapped logits of this row
+                                                              int64_t N, int V, float cap, float inv_tau) {
+    extern __shared__ float s[];  // (V) softcapped logits of this row, / tau (eval; tau = 1 with a gradient)
     const int64_t n = blockIdx.x;
     const __nv_bfloat16* z = logits + n * V;
     const float inv_cap = 1.f / cap;
@@ -36,7 +36,7 @@ __global__ void __launch_bounds__(kThreads) softcap_ce_kernel(float* losses, __n
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 float2 f = __bfloat1622float2(h[e]);
-                float a = cap * tanhf(f.x * inv_cap), b = cap * tanhf(f.y * inv_cap);
+                float a = cap * tanhf(f.x * inv_cap) * inv_tau, b = cap * tanhf(f.y * inv_cap) * inv_tau;
                 s[8 * i + 2 * e] = a;
                 s[8 * i + 2 * e + 1] = b;
                 mx = fmaxf(mx, fmaxf(a, b));
@@ -44,7 +44,7 @@ __global__ void __launch_bounds__(kThreads) softcap_ce_kernel(float* losses, __n
         }
     } else {
         for (int v = threadIdx.x; v < V; v += blockDim.x) {
-            s[v] = cap * tanhf(__bfloat162float(z[v]) * inv_cap);
+            s[v] = cap * tanhf(__bfloat162float(z[v]) * inv_cap) * inv_tau;
             mx = fmaxf(mx, s[v]);
         }
     }
@@ -97,7 +97,17 @@ __global__ void loss_mean_kernel(float* out, const float* losses, int64_t N) {
 void softcap_ce_forward_backward(float* losses, __nv_bfloat16* dlogits, const __nv_bfloat16* logits,
                                  const int32_t* targets, int64_t N, int V, float cap, cudaStream_t stream) {
     if (V > kMaxV) fatal("softcap_ce: vocab %d above the kernel's %d", V, kMaxV);
-    softcap_ce_kernel<<<(unsigned)N, kThreads, V * sizeof(float), stream>>>(losses, dlogits, logits, targets, N, V, cap);
+    softcap_ce_kernel<<<(unsigned)N, kThreads, V * sizeof(float), stream>>>(losses, dlogits, logits, targets, N, V, cap,
+                                                                            1.f);
+    cudaCheckLaunch();
+}
+
+void softcap_ce_losses(float* losses, const __nv_bfloat16* logits, const int32_t* targets, int64_t N, int V, float cap,
+                       float temperature, cudaStream_t stream) {
+    if (V > kMaxV) fatal("softcap_ce: vocab %d above the kernel's %d", V, kMaxV);
+    if (!(temperature > 0)) fatal("softcap_ce: temperature %g must be > 0", temperature);
+    softcap_ce_kernel<<<(unsigned)N, kThreads, V * sizeof(float), stream>>>(losses, nullptr, logits, targets, N, V, cap,
+                                                                            1.f / temperature);
     cudaCheckLaunch();
 }
 

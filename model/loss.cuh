@@ -16,6 +16,13 @@ void softcap_ce_forward_backward(float* losses,                // (N)
                                  const int32_t* targets,       // (N)
                                  int64_t N, int V, float cap, cudaStream_t stream);
 
+// Evaluation form (CPU twin: softcap_ce_losses_cpu): per-token losses of s = cap * tanh(z / cap) / tau,
+// no gradient. tau = 1 gives exactly the losses of softcap_ce_forward_backward.
+void softcap_ce_losses(float* losses,                // (N)
+                       const __nv_bfloat16* logits,  // (N, V) raw, before the softcap
+                       const int32_t* targets,       // (N)
+                       int64_t N, int V, float cap, float temperature, cudaStream_t stream);
+
 void loss_mean(float* out,           // (1)
                const float* losses,  // (N)
                int64_t N, cudaStream_t stream);

@@ -160,6 +160,7 @@ void gpu_model_create(GpuModel* m, const Config& c, int B, int T, cudaStream_t s
     m->cfg = c;
     m->B = B;
     m->T = T;
+    m->max_tokens = (int64_t)B * T;
     m->stream = stream;
     m->arena = param_arena_size(c);
     cudaCheck(cudaMalloc(&m->params, m->arena * sizeof(float)));
@@ -189,6 +190,15 @@ void gpu_model_destroy(GpuModel* m) {
         cudaCheck(cudaEventDestroy(m->copy_done[i]));
     }
     *m = GpuModel();
+}
+
+void gpu_model_reshape(GpuModel* m, int B, int T) {
+    if (B < 1 || T < 1 || (int64_t)B * T > m->max_tokens || gpu_acts_bytes(m->cfg, B, T) > m->acts_bytes)
+        fatal("gpu_model_reshape: (%d, %d) does not fit the arenas made for %lld tokens, %zu bytes", B, T,
+              (long long)m->max_tokens, m->acts_bytes);
+    m->B = B;
+    m->T = T;
+    acts_layout(m->cfg, B, T, (char*)m->acts_mem, &m->a);
 }
 
 void gpu_model_upload_params(GpuModel* m, const float* host_params) {
@@ -231,7 +241,45 @@ float gpu_model_read_loss(GpuModel* m) {
 
 // ---- forward
 
-void gpu_model_forward(GpuModel* m, bool grad) {
+namespace {
+
+// Rows [t0, t0 + n) of every one of `outer` (T, inner-byte) rows: src -> dst (gather, dst is
+// (outer, n)) or dst -> src (scatter back into the (outer, T) layout).
+void time_rows(void* piece, void* whole, int64_t outer, int T, int t0, int n, size_t inner, bool gather,
+               cudaStream_t s) {
+    char* w = (char*)whole + (size_t)t0 * inner;
+    if (gather) cudaCheck(cudaMemcpy2DAsync(piece, n * inner, w, T * inner, n * inner, outer, cudaMemcpyDeviceToDevice, s));
+    else cudaCheck(cudaMemcpy2DAsync(w, T * inner, piece, n * inner, n * inner, outer, cudaMemcpyDeviceToDevice, s));
+}
+
+// The scan of one Mamba layer in two pieces, [0, fin_at) ending in *fin and [fin_at, T) starting
+// from it (as mamba3_block_forward_states in model/model.cpp): each piece's inputs are gathered
+// into the backward's scratch (same shapes there), its gated output scattered back into L.o.
+void scan_two_pieces(const GpuActs& a, const GpuLayerActs& L, const BlockParams& W, const Config& c, int B, int T,
+                     const Mamba3States<float>* init, const Mamba3States<float>* fin, int fin_at, cudaStream_t s) {
+    const Mamba3Dims d0 = mamba3_dims(c, B, T);
+    bf16 *q = a.dzx, *k = a.dzx + (int64_t)B * T * d0.G * d0.N;  // dzx (N, R) holds both: R > 2 G N
+    for (int piece = 0; piece < 2; piece++) {
+        const int t0 = piece ? fin_at : 0, n = piece ? T - fin_at : fin_at;
+        const Mamba3Dims d = mamba3_dims(c, B, n);
+        const size_t b16 = sizeof(bf16), f32 = sizeof(float);
+        time_rows(q, L.q_raw, B, T, t0, n, d.G * d.N * b16, true, s);
+        time_rows(k, L.k_raw, B, T, t0, n, d.G * d.N * b16, true, s);
+        time_rows(a.dxs, L.xs, B, T, t0, n, d.DI * b16, true, s);
+        time_rows(a.dz, L.z, B, T, t0, n, d.DI * b16, true, s);
+        time_rows(a.dadt, L.adt, (int64_t)B * d.H, T, t0, n, f32, true, s);
+        time_rows(a.ddt, L.dt, (int64_t)B * d.H, T, t0, n, f32, true, s);
+        time_rows(a.dtrap, L.trap, (int64_t)B * d.H, T, t0, n, f32, true, s);
+        time_rows(a.dtheta, L.theta, B, T, t0, n, d.S * f32, true, s);
+        mamba3_scan_forward(a.d_o, piece ? nullptr : fin, L.phi, L.ys, L.states, q, k, a.dxs, a.dadt, a.ddt, a.dtrap,
+                            a.dtheta, W.C_bias, W.B_bias, W.D, a.dz, piece ? fin : init, d, s);
+        time_rows(a.d_o, L.o, B, T, t0, n, d.DI * b16, false, s);
+    }
+}
+
+// The forward of gpu_model_forward (grad, tau = 1, no states) and gpu_model_forward_states.
+void forward(GpuModel* m, bool grad, double temperature, const ModelStates<float>* init,
+             const ModelStates<float>* fin, int fin_at) {
     const Config& c = m->cfg;
     const GpuActs& a = m->a;
     const ModelParams& p = m->p;
@@ -269,8 +317,13 @@ void gpu_model_forward(GpuModel* m, bool grad) {
             gemm(L.zxbcdt, GemmOut::bf16, L.n1, m->w16(W.in_proj), (int)N, d.R, C, false, true, false, s);
             mamba3_prep_forward(L.z, L.xs, L.q_raw, L.k_raw, L.adt, L.dt, L.trap, L.theta, L.rstd_q, L.rstd_k,
                                 L.zxbcdt, W.dt_bias, W.B_norm_w, W.C_norm_w, d, s);
-            mamba3_scan_forward(L.o, nullptr, L.phi, L.ys, L.states, L.q_raw, L.k_raw, L.xs, L.adt, L.dt, L.trap,
-                                L.theta, W.C_bias, W.B_bias, W.D, L.z, nullptr, d, s);
+            const Mamba3States<float>* li = init ? &init->layers[l] : nullptr;
+            const Mamba3States<float>* lf = fin ? &fin->layers[l] : nullptr;
+            if (lf && fin_at < T)
+                scan_two_pieces(a, L, W, c, B, T, li, lf, fin_at, s);
+            else
+                mamba3_scan_forward(L.o, lf, L.phi, L.ys, L.states, L.q_raw, L.k_raw, L.xs, L.adt, L.dt, L.trap,
+                                    L.theta, W.C_bias, W.B_bias, W.D, L.z, li, d, s);
             gemm(L.mix_out, GemmOut::bf16, L.o, m->w16(W.out_proj), (int)N, C, d.DI, false, true, false, s);
         }
         // x = x + mixer_scale * Mixer(rmsnorm(x))
@@ -287,9 +340,26 @@ void gpu_model_forward(GpuModel* m, bool grad) {
     // logits = rmsnorm(x) @ wte^T; loss = mean CE(30 tanh(logits / 30), targets)
     rmsnorm_forward(nullptr, a.xf, a.xf_rstd, x, N, C, eps, s);
     gemm(a.logits, GemmOut::bf16, a.xf, m->w16(p.wte), (int)N, V, C, false, true, false, s);
-    softcap_ce_forward_backward(a.losses, grad ? a.logits : nullptr, a.logits, a.targets, N, V,
-                                (float)c.logit_softcap, s);
-    loss_mean(a.loss, a.losses, N, s);
+    if (temperature == 1.0) {
+        softcap_ce_forward_backward(a.losses, grad ? a.logits : nullptr, a.logits, a.targets, N, V,
+                                    (float)c.logit_softcap, s);
+        loss_mean(a.loss, a.losses, N, s);
+    } else {
+        softcap_ce_losses(a.losses, a.logits, a.targets, N, V, (float)c.logit_softcap, (float)temperature, s);
+    }
+}
+
+}  // namespace
+
+void gpu_model_forward(GpuModel* m, bool grad) { forward(m, grad, 1.0, nullptr, nullptr, m->T); }
+
+void gpu_model_forward_states(GpuModel* m, double temperature, const ModelStates<float>* init,
+                              const ModelStates<float>* fin, int fin_at) {
+    if (fin && (fin_at < 1 || fin_at > m->T)) fatal("gpu_model_forward_states: fin_at %d outside [1, %d]", fin_at, m->T);
+    for (int l = 0; fin && init && l < m->cfg.num_layers; l++)
+        if (fin->layers[l].angle && fin->layers[l].angle == init->layers[l].angle)
+            fatal("gpu_model_forward_states: fin may not alias init");
+    forward(m, false, temperature, init, fin, fin_at);
 }
 
 // ---- backward

@@ -19,6 +19,7 @@
 #pragma once
 #include "model/config.h"
 #include "model/cuda_common.cuh"
+#include "model/model.h"  // ModelStates (Mamba-3 states per layer; device pointers here)
 #include "model/params.h"
 #include <cstdint>
 
@@ -69,7 +70,8 @@ struct GpuActs {
 
 struct GpuModel {
     Config cfg;
-    int B = 0, T = 0;
+    int B = 0, T = 0;       // the current micro-batch shape (gpu_model_reshape changes it)
+    int64_t max_tokens = 0; // B * T at creation: the staging buffers' capacity
     int64_t arena = 0;  // floats in the parameter arena
     float* params = nullptr;
     bf16* params_bf16 = nullptr;
@@ -94,6 +96,9 @@ size_t gpu_acts_bytes(const Config& c, int B, int T);
 // Allocates every arena (grads zeroed, params uninitialized).
 void gpu_model_create(GpuModel* m, const Config& c, int B, int T, cudaStream_t stream);
 void gpu_model_destroy(GpuModel* m);
+// Rebinds the activation arena for micro-batches of (B, T), which must fit the arena and staging
+// buffers made by gpu_model_create (fatal otherwise): evaluation runs windows of other shapes in it.
+void gpu_model_reshape(GpuModel* m, int B, int T);
 // params (arena floats, host) -> device, then the bf16 copy.
 void gpu_model_upload_params(GpuModel* m, const float* host_params);
 // bf16 GEMM operands from the fp32 master weights (after every optimizer step).
@@ -104,6 +109,14 @@ void gpu_model_load_batch(GpuModel* m, const int32_t* windows);
 // Forward of the loaded batch: per-token losses in m->a.losses, their mean in m->a.loss (device).
 // grad: also leave d(mean loss)/d(raw logits) in m->a.logits for gpu_model_backward.
 void gpu_model_forward(GpuModel* m, bool grad);
+// Evaluation forward of the loaded batch (the twin of model_forward_states_cpu, model/model.h):
+// per-token losses at temperature tau in m->a.losses (m->a.loss not written); Mamba-3 states in
+// (init, device pointers, nullptr = zero) and out (fin: the states after the first fin_at tokens
+// of each row, 1 <= fin_at <= T; fin may not alias init). fin_at < T runs each Mamba layer's scan
+// in two pieces ([0, fin_at) ending in fin, [fin_at, T) starting from it) through the backward's
+// scratch, so no gpu_model_backward may follow this forward.
+void gpu_model_forward_states(GpuModel* m, double temperature, const ModelStates<float>* init,
+                              const ModelStates<float>* fin, int fin_at);
 // Backward after a grad forward on the same batch; parameter grads ACCUMULATE into m->grads.
 void gpu_model_backward(GpuModel* m);
 // Synchronizes the stream and returns m->a.loss.

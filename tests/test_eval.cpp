@@ -13,7 +13,7 @@
 #include "tests/expect_fatal.h"
 #include "tests/fixture.h"
 #include <doctest/doctest.h>
-#include "tests/spm_model.h"
+#include "tests/tiny_tokenizer.h"
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -21,28 +21,6 @@
 #include <vector>
 
 namespace {
-
-// 64 pieces: <unk>, <s> (BOS, a boundary), </s>, 8 byte pieces, then "▁"-led and plain pieces
-// of 1..3 letters, so bytes per token vary and depend on the previous token.
-Tokenizer tiny_tokenizer() {
-    std::string m;
-    pb_bytes(&m, 1, pb_piece("<unk>", 0, 2));
-    pb_bytes(&m, 1, pb_piece("<s>", 0, 3));
-    pb_bytes(&m, 1, pb_piece("</s>", 0, 3));
-    for (int i = 0; i < 8; i++) {
-        char b[8];
-        snprintf(b, sizeof b, "<0x%02X>", 0x41 + i);
-        pb_bytes(&m, 1, pb_piece(b, 0, 6));
-    }
-    for (int i = 11; i < 64; i++) {
-        std::string s(1 + i % 3, (char)('a' + i % 26));
-        if (i % 2 == 0) s = "\xe2\x96\x81" + s;
-        pb_bytes(&m, 1, pb_piece(s, 0, 1));
-    }
-    Tokenizer tok;
-    tokenizer_parse(&tok, "tiny.model", (const uint8_t*)m.data(), m.size());
-    return tok;
-}
 
 Config tiny_config(int num_attn_layers) {
     Config c;
@@ -68,21 +46,6 @@ std::vector<float> random_params(const Config& c, uint64_t seed) {
             w[s.offset + k] = (float)v;
         }
     return w;
-}
-
-// A stream with structure (a sticky random walk over ids, BOS every so often) so context helps.
-std::vector<uint16_t> stream(int64_t n, uint64_t seed) {
-    Rng rng(seed);
-    std::vector<uint16_t> t(n);
-    int cur = 11;
-    for (int64_t i = 0; i < n; i++) {
-        if (rng.uniform() < 0.08) { t[i] = 1; continue; }
-        if (rng.uniform() < 0.3) cur = 3 + (int)(rng.next() % 61);
-        else cur = 3 + (cur - 3 + 1 + (int)(rng.next() % 3)) % 61;
-        t[i] = (uint16_t)cur;
-    }
-    t[0] = 1;
-    return t;
 }
 
 struct Model {
@@ -112,7 +75,7 @@ const int64_t kSeqs = 8, kTokens = kSeqs * kT + 1;  // a val stream: whole seque
 TEST_CASE("eval: temperature after the softcap; tau = 1 is exactly the training loss") {
     Model m(1, 3);
     const int B = 2, T = 7;
-    std::vector<uint16_t> s = stream(B * T + 1, 5);
+    std::vector<uint16_t> s = token_stream(B * T + 1, 5);
     std::vector<int32_t> x(B * T), y(B * T);
     for (int i = 0; i < B * T; i++) { x[i] = s[i]; y[i] = s[i + 1]; }
     std::vector<float> acts(model_acts_size(m.c, B, T));
@@ -147,7 +110,7 @@ TEST_CASE("eval: states after fin_at tokens continue the sequence (two forwards 
     const int T = 13;
     const ModelStates<float>* none = nullptr;
     for (int B : {1, 2}) {
-        std::vector<uint16_t> s = stream(B * T + 1, 9);
+        std::vector<uint16_t> s = token_stream(B * T + 1, 9);
         std::vector<int32_t> x(B * T), y(B * T);
         for (int i = 0; i < B * T; i++) { x[i] = s[i]; y[i] = s[i + 1]; }
         std::vector<float> acts(model_acts_size(m.c, B, T)), st(model_states_size(m.c, B));
@@ -185,7 +148,7 @@ TEST_CASE("eval: states after fin_at tokens continue the sequence (two forwards 
 TEST_CASE("eval: sliding with stride T and stateful with overlap 0 and no state carry equal plain windows exactly") {
     Model m(1, 11);
     Tokenizer tok = tiny_tokenizer();
-    std::vector<uint16_t> s = stream(kTokens, 13);
+    std::vector<uint16_t> s = token_stream(kTokens, 13);
     for (int world : {1, 3}) {
         for (int r = 0; r < world; r++) {
             EvalSpan sp = eval_rank_span(kTokens, kT, r, world);
@@ -206,7 +169,7 @@ TEST_CASE("eval: sliding with stride T and stateful with overlap 0 and no state 
 TEST_CASE("eval: every mode scores every position once: identical token and byte counts, different losses") {
     Model m(1, 17);
     Tokenizer tok = tiny_tokenizer();
-    std::vector<uint16_t> s = stream(kTokens, 19);
+    std::vector<uint16_t> s = token_stream(kTokens, 19);
     std::vector<int32_t> s32(s.begin(), s.end());
     const double bytes = (double)bpb_count_bytes(tok, s32.data(), kTokens - 1);
     EvalSpan all = eval_rank_span(kTokens, kT, 0, 1);
@@ -244,7 +207,7 @@ TEST_CASE("eval: every mode scores every position once: identical token and byte
 TEST_CASE("eval: stateful carry on an all-Mamba model equals one forward over the whole stream, any overlap") {
     Model m(0, 23);
     Tokenizer tok = tiny_tokenizer();
-    std::vector<uint16_t> s = stream(kTokens, 29);
+    std::vector<uint16_t> s = token_stream(kTokens, 29);
     const int n = (int)kTokens - 1;
     std::vector<int32_t> x(s.begin(), s.end() - 1), y(s.begin() + 1, s.end());
     std::vector<float> acts(model_acts_size(m.c, 1, n));
@@ -280,7 +243,7 @@ TEST_CASE("eval: stateful carry on an all-Mamba model equals one forward over th
 
 TEST_CASE("eval: ranks' float64 sums add up to one rank's") {
     Tokenizer tok = tiny_tokenizer();
-    std::vector<uint16_t> s = stream(kTokens, 31);
+    std::vector<uint16_t> s = token_stream(kTokens, 31);
     Model hybrid(1, 37), mamba(0, 41);
     struct Case { const char* name; Model* m; EvalOpts o; double tol; };
     EvalOpts pw = opts(EvalMode::stateful, kT, 5);
@@ -311,12 +274,58 @@ TEST_CASE("eval: ranks' float64 sums add up to one rank's") {
     CHECK(rel(sum.loss_sum, one.sum.loss_sum) < 1e-2);
 }
 
+TEST_CASE("eval: stateful streams: sub-spans split like ranks, each scored on its own") {
+    Tokenizer tok = tiny_tokenizer();
+    std::vector<uint16_t> s = token_stream(kTokens, 61);
+    Model hybrid(1, 67), mamba(0, 71);
+    // the split: disjoint, in order, covering the span; empty streams when sequences run out
+    for (EvalSpan sp : {EvalSpan{0, kTokens - 1}, EvalSpan{2 * kT, 7 * kT + 3}})
+        for (int k : {1, 2, 3, 8}) {
+            int64_t at = sp.begin;
+            for (int j = 0; j < k; j++) {
+                EvalSpan u = eval_stream_span(sp, kT, j, k);
+                CHECK(u.begin == at);
+                CHECK((u.begin - sp.begin) % kT == 0);
+                at = u.end;
+            }
+            CHECK(at == sp.end);
+        }
+    CHECK(eval_stream_span(EvalSpan{0, 2 * kT}, kT, 0, 3).end == 0);  // 2 sequences, 3 streams
+    EvalSpan all = eval_rank_span(kTokens, kT, 0, 1);
+    EvalOpts o = opts(EvalMode::stateful, kT, 5);
+    EvalOut one = eval_cpu(hybrid.p, hybrid.c, tok, s.data(), kTokens, all, o);
+    for (int k : {2, 3, 5}) {
+        EvalOpts ok = o;
+        ok.streams = k;
+        EvalOut r = eval_cpu(hybrid.p, hybrid.c, tok, s.data(), kTokens, all, ok);
+        BpbSum parts;
+        int64_t fw = 0;
+        for (int j = 0; j < k; j++) {
+            EvalOut q = eval_cpu(hybrid.p, hybrid.c, tok, s.data(), kTokens, eval_stream_span(all, kT, j, k), o);
+            bpb_sum_merge(&parts, q.sum);
+            fw += q.forwards;
+        }
+        INFO(k << " streams");
+        CHECK(same(r.sum, parts));
+        CHECK(r.forwards == fw);
+        CHECK(r.sum.tokens == one.sum.tokens);
+        CHECK(r.sum.bytes == one.sum.bytes);
+        CHECK(rel(r.sum.loss_sum, one.sum.loss_sum) < 1e-2);  // only the streams' starts differ
+    }
+    // all-Mamba with a whole-prefix prewarm: streams change nothing
+    EvalOpts pw = o;
+    pw.prewarm = kTokens;
+    EvalOut m1 = eval_cpu(mamba.p, mamba.c, tok, s.data(), kTokens, all, pw);
+    pw.streams = 3;
+    CHECK(rel(eval_cpu(mamba.p, mamba.c, tok, s.data(), kTokens, all, pw).sum.loss_sum, m1.sum.loss_sum) < 1e-6);
+}
+
 TEST_CASE("ttt: score first: the first chunk equals scoring without TTT; training first (cheating) scores lower") {
     static_assert(!std::is_constructible<ScoredChunk, const uint16_t*, int64_t, int64_t, int>::value,
                   "only ttt_score_chunk makes a ScoredChunk");
     Model m(1, 43);
     Tokenizer tok = tiny_tokenizer();
-    std::vector<uint16_t> s = stream(kTokens, 47);
+    std::vector<uint16_t> s = token_stream(kTokens, 47);
     TttOpts o;
     o.T = kT;
     o.chunk_seqs = 3;  // chunks of 3, 3, 2 sequences
@@ -365,7 +374,7 @@ TEST_CASE("ttt: score first: the first chunk equals scoring without TTT; trainin
 TEST_CASE("ttt: one epoch is one SGD step w -= lr * grad of the chunk's mean loss; frozen blocks stay") {
     Model m(1, 53);
     Tokenizer tok = tiny_tokenizer();
-    std::vector<uint16_t> s = stream(kTokens, 59);
+    std::vector<uint16_t> s = token_stream(kTokens, 59);
     TttOpts o;
     o.T = kT;
     o.epochs = 1;
@@ -458,4 +467,10 @@ TEST_CASE("eval: config knobs") {
     EXPECT_FATAL({ Config b; b.eval_mode = "window"; b.validate(); }, "eval_mode must be");
     EXPECT_FATAL({ Config b; b.eval_overlap = 4096; b.validate(); }, "eval_overlap");
     EXPECT_FATAL({ Config b; b.eval_mode = "ttt"; eval_opts_from_config(b); }, "not a window mode");
+    CHECK(o.streams == 1);
+    Config all;
+    all.eval_mode = "all";
+    all.validate();
+    EXPECT_FATAL(eval_opts_from_config(all), "not a window mode");
+    EXPECT_FATAL({ Config b; b.eval_streams = 0; b.validate(); }, "eval_streams");
 }

@@ -21,7 +21,8 @@ rm -rf "$T"
 mkdir -p "$T/one" "$T/run" "$OUT"
 BASE="--data-path $X/cmp_sp8192 --tokenizer-path $X/debian_8192_bpe.model --vocab-size 8192
       --train-seq-len 1024 --eval-overlap 256 --micro-batch-seqs 8 --train-batch-tokens 16384 --max-wallclock-seconds 0
-      --warmup-steps 0 --val-loss-every 0 --seed 1337 ${CMP_EXTRA:-}"  # CMP_EXTRA: e.g. a smaller shape
+      --warmup-steps 0 --val-loss-every 0 --seed 1337 --late-qat-threshold 0 ${CMP_EXTRA:-}"
+# late QAT off: the reference trainer has none (CMP_EXTRA: e.g. a smaller shape)
 ONE="$BASE --iterations 1 --warmdown-iters 0"
 RUN="$BASE --iterations $STEPS --warmdown-iters $((STEPS * 3 / 10))"
 

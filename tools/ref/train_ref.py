@@ -6,8 +6,8 @@ embedding at tied_embed_lr, Group::scalar tensors at scalar_lr), with the lr mul
 Muon momentum warmup of optim/schedule.cpp (lr_multiplier, muon_momentum_at) written again below.
 One step: gradient of the mean loss over all micro batches (each micro batch's mean loss / count),
 then Muon and Adam with the step's scheduled lr, then (ema_decay > 0) the EMA of the weights,
-ema = d*ema + (1-d)*w from the initial weights, as train keeps it. Not modelled: late QAT (train
-has none yet; compare with --late-qat-threshold 0 once it does).
+ema = d*ema + (1-d)*w from the initial weights, as train keeps it. Not modelled: late QAT
+(quant/fake_quant.h): compare with --late-qat-threshold 0, as tools/ref/compare_gpu.sh does.
 
 Inputs come from build/dump_run (tools/dump_run.cpp), so both trainers start from the same numbers:
   DIR/run.txt     every HPARAMS setting, one "name = value" a line (floats with 17 digits)
