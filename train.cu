@@ -71,12 +71,18 @@ static void artifact_weights(const std::string& path, const Config& cfg, std::ve
     Config acfg = cfg;
     QuantModel qm;
     artifact_read(path.c_str(), &acfg, &qm, nullptr);
-    const std::string diff = artifact_config_diff(acfg, cfg);
+    // the bit widths are the artifact's own (quant_fit may have lowered them); the shape must match
+    Config want = cfg;
+    want.quant_bits_matrix = acfg.quant_bits_matrix;
+    want.quant_bits_embed = acfg.quant_bits_embed;
+    want.quant_bits_ssm_dyn = acfg.quant_bits_ssm_dyn;
+    want.quant_bits_scalar = acfg.quant_bits_scalar;
+    const std::string diff = artifact_config_diff(acfg, want);
     if (!diff.empty())
         fatal("artifact '%s' was made for another config: %s (set the model's settings by flag or environment)",
               path.c_str(), diff.c_str());
-    arena->assign((size_t)param_arena_size(cfg), 0.f);
-    dequantize_model(arena->data(), cfg, qm);
+    arena->assign((size_t)param_arena_size(want), 0.f);
+    dequantize_model(arena->data(), want, qm);
 }
 
 struct Optim {
@@ -445,24 +451,35 @@ int main(int argc, char** argv) {
         go.damp = cfg.quant_damp;
         go.act_order = cfg.quant_act_order != 0;
         go.clip_search = cfg.quant_clip_search != 0;
-        QuantModel qm;
-        const double tg = now_s();
-        quantize_model(&qm, cfg, weights.data(), dh.empty() ? nullptr : &dh, go, gptq_quantize_gpu);
-        const double gptq_s = now_s() - tg;
-        for (const double* p : dh)
-            if (p) cudaCheck(cudaFree((void*)p));
         size_t slash = artifact_path.rfind('/');
         if (slash != std::string::npos) mkdir(artifact_path.substr(0, slash).c_str(), 0755);
-        ArtifactInfo info;
-        artifact_write(artifact_path.c_str(), cfg, qm, ArtifactOptions(), &info);
-        printf("quantized: %s weights, %s %.1f s, all %.1f s; artifact %s: %lld bytes\n", quant_ema ? "EMA" : "live",
-               dh.empty() ? "round-to-nearest (no Hessians)" : "GPTQ", gptq_s, now_s() - tq, artifact_path.c_str(),
-               (long long)info.file_bytes);
-        const SizeReport sr = size_report(code_root, artifact_path.c_str());
-        size_print(sr, stdout);
-        printf("artifact: code %lld + model %lld = %lld bytes; <= 16,000,000: %s\n", (long long)sr.code_bytes,
-               (long long)sr.model_bytes, (long long)sr.total(), sr.ok() ? "yes" : "no");
-        fflush(stdout);
+        // quant_fit: while code + model > 16,000,000, first absmax scales (fewer distinct codes),
+        // then one bit less on the matrix rows, down to 4; the artifact's header records the bits
+        Config qcfg = cfg;
+        for (;;) {
+            QuantModel qm;
+            const double tg = now_s();
+            quantize_model(&qm, qcfg, weights.data(), dh.empty() ? nullptr : &dh, go, gptq_quantize_gpu);
+            const double gptq_s = now_s() - tg;
+            ArtifactInfo info;
+            artifact_write(artifact_path.c_str(), qcfg, qm, ArtifactOptions(), &info);
+            printf("quantized: %s weights, %s, INT%d matrices, %s scales, %.1f s, all %.1f s; artifact %s: %lld bytes\n",
+                   quant_ema ? "EMA" : "live", dh.empty() ? "round-to-nearest (no Hessians)" : "GPTQ",
+                   qcfg.quant_bits_matrix, go.clip_search ? "clip-search" : "absmax", gptq_s, now_s() - tq,
+                   artifact_path.c_str(), (long long)info.file_bytes);
+            const SizeReport sr = size_report(code_root, artifact_path.c_str());
+            size_print(sr, stdout);
+            printf("artifact: code %lld + model %lld = %lld bytes; <= 16,000,000: %s\n", (long long)sr.code_bytes,
+                   (long long)sr.model_bytes, (long long)sr.total(), sr.ok() ? "yes" : "no");
+            fflush(stdout);
+            if (sr.ok() || !cfg.quant_fit || (!go.clip_search && qcfg.quant_bits_matrix <= 4)) break;
+            if (go.clip_search) go.clip_search = false;
+            else qcfg.quant_bits_matrix--;
+            printf("quant_fit: over by %lld bytes: again with INT%d matrices, absmax scales\n",
+                   (long long)(sr.total() - 16000000), qcfg.quant_bits_matrix);
+        }
+        for (const double* p : dh)
+            if (p) cudaCheck(cudaFree((void*)p));
     }
     hessians_destroy(&hs);
     dist_barrier(dist, stream);  // the artifact is on disk for every rank
