@@ -1,7 +1,7 @@
 // The multi-GPU rendezvous (optim/rendezvous.h) on the CPU, over loopback: the happy path, and a
 // rank that never arrives, a missing rank 0 and a rank 0 that dies mid-handshake each end in a
 // named error within the timeout instead of a hang. (The NCCL side, the watchdog's abort of a
-// communicator, needs two GPUs: notes/trainer.md says what was run.)
+// communicator, needs two GPUs: notes/step.md says what was run.)
 #include "optim/rendezvous.h"
 #include "tests/expect_fatal.h"
 #include <doctest/doctest.h>
