@@ -26,3 +26,23 @@ grep -hE "^warm-up|ms/step" /tmp/rc/A1.log | head -3
 echo "=== bench/dist_dead_rank.sh on 1 GPU (the lone-rank case; the kill case needs 2 GPUs)"
 DIST_TIMEOUT_S=5 timeout 40 bash $X/dist_dead_rank.sh $X $X/data $X/data/debian_8192_bpe.model 1 /tmp/dr > $OUT/dead_rank.log 2>&1
 echo "dist_dead_rank rc $?"; cat $OUT/dead_rank.log; mkdir -p $OUT/dr; cp /tmp/dr/*.log $OUT/dr/ 2>/dev/null
+echo "=== per-kernel summary (nsys, if the machine has it): 1 warm-up + 4 steps + final eval"
+if command -v nsys > /dev/null; then
+  DATA_PATH=$X/data TOKENIZER_PATH=$X/data/debian_8192_bpe.model TRAIN_BATCH_TOKENS=262144 ITERATIONS=4 \
+    MAX_WALLCLOCK_SECONDS=0 WARMUP_STEPS=1 VAL_LOSS_EVERY=0 EMA_DECAY=0 \
+    timeout 60 nsys profile --trace=cuda --sample=none --cpuctxsw=none --force-overwrite=true -o /tmp/nsys_train \
+    $X/train --csv /tmp/nsys.csv > $OUT/nsys_run.log 2>&1; echo "nsys rc $?"
+  timeout 30 nsys stats --report cuda_gpu_kern_sum --format csv --output $OUT/kern /tmp/nsys_train.nsys-rep > /dev/null 2>&1
+  f=$(ls $OUT/kern*.csv 2>/dev/null | head -1)
+  [ -n "$f" ] && python3 -c "
+import csv,sys
+rows=list(csv.DictReader(open('$f')))
+col=lambda k: [c for c in rows[0] if c.startswith(k)][0]
+T,N,I=col('Total Time'),col('Name'),col('Instances')
+tot=sum(float(r[T]) for r in rows)
+print('kernels: %d, total %.1f ms over the run' % (len(rows), tot/1e6))
+for r in rows[:30]: print('%5.1f%% %9.2f ms %6s x  %s' % (100*float(r[T])/tot, float(r[T])/1e6, r[I], r[N][:90]))
+"
+else
+  echo "nsys: not on this machine"
+fi

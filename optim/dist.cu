@@ -175,11 +175,23 @@ void dist_init(Dist* d, double timeout_s) {
     d->watch = watchdog_start(d->local_rank, timeout_s, poll, fail);
 }
 
+// The run's results are written by now: a finalize that does not finish in time (a peer gone)
+// is a warning, and the communicator is aborted instead of destroyed.
 void dist_destroy(Dist* d) {
     if (d->comm) {
-        ncclCheck(*d, ncclCommFinalize(d->comm));
+        const Clock::time_point t0 = Clock::now();
+        ncclResult_t r = ncclCommFinalize(d->comm);
+        while (r == ncclInProgress && seconds_since(t0) < d->timeout_s) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            if (ncclCommGetAsyncError(d->comm, &r) != ncclSuccess) r = ncclInternalError;
+        }
         watchdog_stop(d->watch);
-        ncclCommDestroy(d->comm);
+        if (r == ncclSuccess) ncclCommDestroy(d->comm);
+        else {
+            fprintf(stderr, "warning: dist: rank %d of %d: NCCL finalize: %s; aborting the communicator\n", d->rank, d->world,
+                    r == ncclInProgress ? "timed out" : ncclGetErrorString(r));
+            ncclCommAbort(d->comm);
+        }
     }
     *d = Dist();
 }
