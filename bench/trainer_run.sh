@@ -2,7 +2,7 @@
 # Device run for branch `trainer` (one call, from /work/main with .xfer-trainer/ carried):
 # the trainer GPU tests (NaN/Inf flags, watchdog) and the optimizer tests (dist.cu changed), the
 # 40 steps of the seed config at 262,144 tokens/step with PROFILE_EVERY=10, then the bit-exact
-# resume check (bench/resume_check.sh). Expects .xfer-trainer/{train,test_gpu,resume_check.sh,dist_dead_rank.sh} and
+# resume check (bench/resume_check.sh). Expects .xfer-trainer/{train,test_gpu,bench_gpu,resume_check.sh,dist_dead_rank.sh} and
 # .xfer-trainer/data/ (a tools/cut_dataset.py cut: 1.5 M train tokens, 16 val sequences of 4096,
 # + debian_8192_bpe.model). The resume check runs K=30 steps of 2 micro-batches of 8 sequences:
 # 45 draws per epoch on that cut, so the resumed half (from step 15) crosses an epoch.
@@ -13,6 +13,8 @@ nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
 echo "=== test_gpu -tc='gpu trainer*,gpu optim*'"
 timeout 60 $X/test_gpu -tc="gpu trainer*,gpu optim*" > $OUT/test.log 2>&1; echo "test rc $?"
 grep -E "first flagged|hung kernel|test cases|assertions|ERROR|error" $OUT/test.log | sed 's/^.*MESSAGE: //' | head -30
+echo "=== bench_gpu finite (measured peaks + the NaN/Inf check's time)"
+timeout 30 $X/bench_gpu finite 2>&1 | tee $OUT/bench_finite.log | tail -4
 echo "=== 40 steps, seed config, 262144 tokens/step, PROFILE_EVERY=10"
 DATA_PATH=$X/data TOKENIZER_PATH=$X/data/debian_8192_bpe.model TRAIN_BATCH_TOKENS=262144 ITERATIONS=40 \
   MAX_WALLCLOCK_SECONDS=0 WARMUP_STEPS=5 WARMDOWN_ITERS=20 VAL_LOSS_EVERY=0 PROFILE_EVERY=10 \
