@@ -34,6 +34,13 @@ TOOLS    := $(TOOL_SRC:tools/%.cpp=$(BUILD)/%)
 
 HAVE_NVCC := $(shell command -v $(NVCC) >/dev/null 2>&1 && echo 1)
 
+# The commit train logs and writes into its CSV and checkpoints ("-dirty": uncommitted changes).
+# build/git_hash changes only when the hash does, and train.cu.o depends on it.
+GIT_HASH := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+$(shell mkdir -p $(BUILD) && (echo '$(GIT_HASH)' | cmp -s - $(BUILD)/git_hash || echo '$(GIT_HASH)' > $(BUILD)/git_hash))
+$(BUILD)/train.cu.o: $(BUILD)/git_hash
+$(BUILD)/train.cu.o: NVFLAGS += -DGIT_HASH='"$(GIT_HASH)"'
+
 .PHONY: all test test-cpu test-gpu compile-cuda fixtures data deps clean
 all: $(if $(HAVE_NVCC),train,) $(BUILD)/test_cpu $(TOOLS)
 	@$(if $(HAVE_NVCC),echo "✓ nvcc: built ./train",echo "✗ nvcc not found: ./train not built (CPU tests only)")

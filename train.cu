@@ -22,18 +22,23 @@
 //      read back from disk, dequantized and evaluated (plain bpb, then the eval mode(s)).
 // Training time excludes validation and checkpoint writing.
 // Flags beyond the HPARAMS settings: --resume PATH, --save PATH (at the end), --save-every N,
-// --csv PATH (default logs/train.csv), --artifact PATH (default logs/model.artifact),
-// --hessians PATH (also write the Hessians, quant/export.h format), --code-root DIR (the counted
-// sources, default .), --eval-artifact FILE (no training: load, dequantize, evaluate).
-// Log: the config table, then one line per step
+// --stop-at N (end after step N as if interrupted; the lr schedule still counts to `iterations`),
+// --csv PATH (default logs/train.csv; its first line "# git <commit>", train_loss in %.17g so two
+// runs compare bit for bit), --artifact PATH (default logs/model.artifact), --hessians PATH (also
+// write the Hessians, quant/export.h format), --code-root DIR (the counted sources, default .),
+// --eval-artifact FILE (no training: load, dequantize, evaluate).
+// Log: "train: git <commit>", the config table, then one line per step
 //   step N/M train_loss X ms/step Y tok/s Z left Ws
 // and one per evaluation
 //   step N/M val_loss X val_bpb Y          (final: "final val_loss X val_bpb Y", "final_ema ...")
+// with profile_every > 0, once the phases' floors and every n steps one line (optim/phases.cuh)
+//   profile step N fwd X bwd Y allreduce Z muon M adam A other O ms
 // and one per final evaluation mode (before quantization, and again on the artifact)
 //   eval mode=<m> val_loss X val_bpb Y tokens N bytes M seconds S windows W
 // then "size: ..." and "artifact: code C + model M = T bytes; <= 16,000,000: yes|no",
 //   "final_quant val_loss X val_bpb Y (pre-quant Y0, delta Z)" and last "done: ...".
-// A NaN or Inf training loss stops the run with an error naming the step.
+// A NaN or Inf training loss, or a NaN/Inf in the all-reduced gradients (checked per tensor on the
+// GPU, optim/finite.cuh), stops the run with an error naming the step (and the tensor).
 #include "model/config.h"       // defines: Config, config_from_env_and_args, config_print
 #include "model/params.h"       // defines: param_specs, param_count, param_arena_size, param_init
 #include "model/cuda_common.cuh"  // defines: cudaCheck
@@ -47,6 +52,8 @@
 #include "optim/schedule.cuh"   // defines: ema_update
 #include "optim/checkpoint.h"   // defines: checkpoint_write, checkpoint_read
 #include "optim/dist.cuh"       // defines: Dist, dist_init, dist_all_reduce
+#include "optim/finite.cuh"     // defines: FiniteCheck, finite_check_create/launch/first
+#include "optim/phases.cuh"     // defines: PhaseTimer, phase_start, phase_mark, phase_sums, phase_floors
 #include "quant/artifact.h"     // defines: artifact_write, artifact_read, artifact_config_diff
 #include "quant/export.h"       // defines: hessians_write
 #include "quant/gptq.cuh"       // defines: gptq_quantize_gpu
@@ -60,6 +67,10 @@
 #include <string>
 #include <sys/stat.h>
 #include <vector>
+
+#ifndef GIT_HASH
+#define GIT_HASH "unknown"  // the Makefile passes `git describe --always --dirty`
+#endif
 
 static double now_s() {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -98,7 +109,7 @@ int main(int argc, char** argv) {
     config_from_env_and_args(&cfg, argc, argv, &rest);
     std::string resume, save, csv_path = "logs/train.csv", artifact_path = "logs/model.artifact", hessians_path,
         code_root = ".", eval_path;
-    int64_t save_every = 0;
+    int64_t save_every = 0, stop_at = -1;
     for (size_t i = 0; i < rest.size(); i++) {
         const std::string& r = rest[i];
         auto value = [&]() -> std::string {
@@ -106,7 +117,7 @@ int main(int argc, char** argv) {
             return rest[++i];
         };
         if (r == "--help" || r == "-h") {
-            printf("usage: train [--name value ...] [--resume PATH] [--save PATH] [--save-every N] [--csv PATH]\n"
+            printf("usage: train [--name value ...] [--resume PATH] [--save PATH] [--save-every N] [--stop-at N] [--csv PATH]\n"
                    "             [--artifact PATH] [--hessians PATH] [--code-root DIR] [--eval-artifact FILE]\n"
                    "every setting below is a flag (--model-dim 512) and an environment variable (MODEL_DIM=512);\n"
                    "flags win.\n");
@@ -114,11 +125,12 @@ int main(int argc, char** argv) {
             return 0;
         } else if (r == "--resume") resume = value();
         else if (r == "--save") save = value();
-        else if (r == "--save-every") {
+        else if (r == "--save-every" || r == "--stop-at") {
             std::string v = value();
             char* end;
-            save_every = strtoll(v.c_str(), &end, 10);
-            if (v.empty() || *end || save_every < 0) fatal("flag --save-every: '%s' is not a step count >= 0", v.c_str());
+            int64_t n = strtoll(v.c_str(), &end, 10);
+            if (v.empty() || *end || n < 0) fatal("flag %s: '%s' is not a step count >= 0", r.c_str(), v.c_str());
+            (r == "--save-every" ? save_every : stop_at) = n;
         }
         else if (r == "--csv") csv_path = value();
         else if (r == "--artifact") artifact_path = value();
@@ -129,9 +141,10 @@ int main(int argc, char** argv) {
     }
 
     Dist dist;
-    dist_init(&dist);
+    dist_init(&dist, cfg.dist_timeout_s);
     const bool master = dist.rank == 0;
     if (master) {
+        printf("train: git %s\n", GIT_HASH);
         config_print(cfg, stdout);
         printf("parameters: %lld (arena %lld floats)\n", (long long)param_count(cfg), (long long)param_arena_size(cfg));
     }
@@ -178,6 +191,15 @@ int main(int argc, char** argv) {
     std::vector<int32_t> windows((size_t)B * (T + 1));
     double* d_red = nullptr;  // all-reduce staging for scalars
     cudaCheck(cudaMalloc(&d_red, 4 * sizeof(double)));
+    FiniteCheck grad_check;  // per-tensor NaN/Inf flags of the all-reduced gradients
+    finite_check_create(&grad_check, param_specs(cfg));
+    PhaseTimer timer;
+    phase_timer_create(&timer, 3 * accum + 8, stream);
+    if (master && cfg.profile_every > 0) {
+        double floor_ms[PH_COUNT];  // H100 SXM: 780 TFLOP/s bf16 reached by large GEMMs, 3.35 TB/s HBM3
+        phase_floors(cfg, (int64_t)cfg.train_batch_tokens / dist.world, dist.world, 780e12, 3.35e12, floor_ms);
+        phase_print(stdout, "profile floor (780 TFLOP/s, 3.35 TB/s)", floor_ms);
+    }
 
     // Validation bpb over this rank's sequences of the whole val split, summed over ranks.
     std::vector<float> tok_losses((size_t)B * T);
@@ -253,8 +275,11 @@ int main(int argc, char** argv) {
     FakeQuantGpu fq;
     if (use_qat) fake_quant_gpu_create(&fq, cfg);
 
-    // One optimizer step; returns the mean training loss over all micro-batches and ranks.
-    auto train_step = [&](int64_t step, double elapsed) -> double {
+    // One optimizer step; returns the mean training loss over all micro-batches and ranks. The
+    // gradients' NaN/Inf flags are in grad_check.host_flags when it returns. profile: time the
+    // phases (phase_sums after it returns).
+    auto train_step = [&](int64_t step, double elapsed, bool profile) -> double {
+        phase_start(&timer, profile);
         const double mult = lr_multiplier(cfg, step, elapsed);
         // late QAT: this step's forward/backward read the matrices on the artifact's grid; decided
         // from (step, elapsed) alone so a resumed run makes the same choice
@@ -267,21 +292,30 @@ int main(int argc, char** argv) {
         for (int k = 0; k < accum; k++) {
             train_loader_next(&train, windows.data());
             gpu_model_load_batch(&m, windows.data());
+            phase_mark(&timer, PH_OTHER);
             gpu_model_forward(&m, true);
+            phase_mark(&timer, PH_FWD);
             gpu_model_backward(&m);
+            phase_mark(&timer, PH_BWD);
             cudaCheck(cudaMemcpyAsync(d_step_loss + k, m.a.loss, sizeof(float), cudaMemcpyDeviceToDevice, stream));
         }
         dist_all_reduce(dist, m.grads, arena, ncclFloat, ncclSum, stream);
+        phase_mark(&timer, PH_ALLREDUCE);
         // each micro-batch's gradient is that of its mean loss: average over micro-batches and ranks
         gpu_scale(m.grads, arena, 1.f / (float)(accum * dist.world), stream);
+        finite_check_launch(&grad_check, m.grads, stream);  // same on every rank: all stop together
+        phase_mark(&timer, PH_OTHER);
         MuonHyper mh{cfg.matrix_lr * mult, muon_momentum_at(cfg, step), cfg.muon_wd, cfg.muon_backend_steps,
                      cfg.muon_nesterov != 0, cfg.muoneq_r != 0};
         muon_step_sharded(m.params, o.muon_buf, m.grads, o.mats, mh, &o.ws, dist, stream);
+        phase_mark(&timer, PH_MUON);
         AdamHyper ah[2] = {{cfg.tied_embed_lr * mult, cfg.beta1, cfg.beta2, cfg.adam_eps, cfg.adam_wd},
                            {cfg.scalar_lr * mult, cfg.beta1, cfg.beta2, cfg.adam_eps, cfg.adam_wd}};
         adam_step(m.params, o.adam_m, o.adam_v, m.grads, o.plan, ah, 2, step + 1, stream);
+        phase_mark(&timer, PH_ADAM);
         if (use_ema) ema_update(o.ema, m.params, arena, cfg.ema_decay, stream);
         gpu_model_refresh_bf16(&m);
+        phase_mark(&timer, PH_OTHER);
         std::vector<float> losses(accum);
         cudaCheck(cudaMemcpyAsync(losses.data(), d_step_loss, accum * sizeof(float), cudaMemcpyDeviceToHost, stream));
         cudaCheck(cudaStreamSynchronize(stream));
@@ -317,17 +351,22 @@ int main(int argc, char** argv) {
             cudaCheck(cudaMemcpy(host_arenas[i].data(), dev_arenas[i].second, arena * sizeof(float), cudaMemcpyDeviceToHost));
         st.step = step;
         st.elapsed_s = elapsed;
+        st.git_hash = GIT_HASH;
         checkpoint_write(path.c_str(), cfg, st);
         printf("checkpoint: %s (step %lld)\n", path.c_str(), (long long)step);
+    };
+
+    // A NaN/Inf loss, then a NaN/Inf gradient (the first tensor in table order), ends the run.
+    auto check_finite = [&](const char* what, int64_t s, double loss) {
+        if (!std::isfinite(loss)) fatal("%s %lld: train loss is %f (NaN/Inf): stopping", what, (long long)s, loss);
+        int bad = finite_check_first(grad_check);
+        if (bad >= 0) fatal("%s %lld: gradient of %s has NaN/Inf: stopping", what, (long long)s, grad_check.names[bad].c_str());
     };
 
     // ---- warm-up, then reset (the clock starts after it)
     reset_all();
     const double tw = now_s();
-    for (int i = 0; i < cfg.warmup_steps; i++) {
-        double l = train_step(i, 0.0);
-        if (!std::isfinite(l)) fatal("warm-up step %d: train loss is %f (NaN/Inf): stopping", i, l);
-    }
+    for (int i = 0; i < cfg.warmup_steps; i++) check_finite("warm-up step", i, train_step(i, 0.0, false));
     if (master && cfg.warmup_steps > 0) printf("warm-up: %d steps in %.1f s, state reset\n", cfg.warmup_steps, now_s() - tw);
     reset_all();
 
@@ -347,7 +386,9 @@ int main(int argc, char** argv) {
         cudaCheck(cudaStreamSynchronize(stream));
         step = st.step;
         elapsed = st.elapsed_s;
-        if (master) printf("resumed: %s at step %lld, %.1f s trained\n", resume.c_str(), (long long)step, elapsed);
+        if (master)
+            printf("resumed: %s at step %lld, %.1f s trained (written by git %s)\n", resume.c_str(), (long long)step, elapsed,
+                   st.git_hash.c_str());
     }
 
     FILE* csv = nullptr;
@@ -355,7 +396,8 @@ int main(int argc, char** argv) {
         size_t slash = csv_path.rfind('/');
         if (slash != std::string::npos) mkdir(csv_path.substr(0, slash).c_str(), 0755);
         csv = fopen_check(csv_path.c_str(), resume.empty() ? "w" : "a");
-        if (resume.empty()) fprintf(csv, "step,train_loss,lr_mult,step_ms,tok_s,elapsed_s,val_loss,val_bpb\n");
+        if (resume.empty()) fprintf(csv, "# git %s\nstep,train_loss,lr_mult,step_ms,tok_s,elapsed_s,val_loss,val_bpb\n", GIT_HASH);
+        else fprintf(csv, "# resumed at step %lld by git %s\n", (long long)step, GIT_HASH);
     }
     auto log_val = [&](const char* label, int64_t s, BpbResult r) {
         if (!master) return;
@@ -369,20 +411,27 @@ int main(int argc, char** argv) {
     // room left in the cap for the Hessians' forward passes: costed as full micro-batches of the
     // last step (forward + backward), an overestimate of a forward plus the H GEMMs
     double hess_reserve = 0;
-    while (step < cfg.iterations && !(cap > 0 && elapsed + hess_reserve >= cap)) {
+    while (step < cfg.iterations && !(cap > 0 && elapsed + hess_reserve >= cap) && (stop_at < 0 || step < stop_at)) {
         const double mult = lr_multiplier(cfg, step, elapsed);
+        const bool profile = cfg.profile_every > 0 && (step + 1) % cfg.profile_every == 0;
         const double t0 = now_s();
-        const double loss = train_step(step, elapsed);
+        const double loss = train_step(step, elapsed, profile);
         const double dt = now_s() - t0;
         elapsed += dt;
         hess_reserve = cfg.hessian_batches * dt / accum;
         step++;
-        if (!std::isfinite(loss)) fatal("step %lld: train loss is %f (NaN/Inf): stopping", (long long)step, loss);
+        check_finite("step", step, loss);
+        double phase_ms[PH_COUNT];
+        if (phase_sums(&timer, phase_ms) && master) {
+            char label[64];
+            snprintf(label, sizeof(label), "profile step %lld", (long long)step);
+            phase_print(stdout, label, phase_ms);
+        }
         if (master) {
             const double tok_s = cfg.train_batch_tokens / dt;
             printf("step %lld/%d train_loss %.4f ms/step %.1f tok/s %.0f left %.0fs\n", (long long)step, cfg.iterations,
                    loss, dt * 1e3, tok_s, cap > 0 ? std::max(cap - elapsed, 0.0) : 0.0);
-            fprintf(csv, "%lld,%.6f,%.6f,%.3f,%.0f,%.3f,,\n", (long long)step, loss, mult, dt * 1e3, tok_s, elapsed);
+            fprintf(csv, "%lld,%.17g,%.6f,%.3f,%.0f,%.3f,,\n", (long long)step, loss, mult, dt * 1e3, tok_s, elapsed);
             fflush(csv);
             fflush(stdout);
         }
@@ -482,7 +531,9 @@ int main(int argc, char** argv) {
             if (p) cudaCheck(cudaFree((void*)p));
     }
     hessians_destroy(&hs);
-    dist_barrier(dist, stream);  // the artifact is on disk for every rank
+    // the artifact is on disk for every rank; rank 0 quantized alone (GPTQ, LZMA, quant_fit's
+    // retries), so the others may wait here longer than dist_timeout_s
+    dist_barrier(dist, stream, cfg.dist_timeout_s + 1800);
 
     // ---- post-quantization evaluation: the artifact as written, read back from disk
     std::vector<float> qweights;

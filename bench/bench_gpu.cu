@@ -13,6 +13,8 @@
 #include "model/rmsnorm.cuh"
 #include "model/wiring.cuh"
 #include "model/cuda_common.cuh"
+#include "model/params.h"
+#include "optim/finite.cuh"
 #include <algorithm>
 #include <cstring>
 #include <functional>
@@ -251,6 +253,16 @@ int main(int argc, char** argv) {
                                      gf + 2 * ngn + nbht, gf + 2 * ngn + 2 * nbht, gf + 2 * ngn + 3 * nbht, zx, rq, rk,
                                      dtb, w, w, d, 0);
             }), 0, io + 2.0 * N * d.R + 2.0 * ngn);
+    }
+    if (want("finite")) {  // the trainer's per-step gradient NaN/Inf check over the seed's arena
+        Config cfg;
+        const int64_t n = param_arena_size(cfg);
+        auto* g = dalloc_rand<float>(n, 40);
+        FiniteCheck fc;
+        finite_check_create(&fc, param_specs(cfg));
+        row("finite check (seed grads arena)", time_ms([&] { finite_check_launch(&fc, g, 0); }), 0, 4.0 * n);
+        finite_check_destroy(&fc);
+        cudaCheck(cudaFree(g));
     }
     cudaCheck(cudaDeviceSynchronize());
     return 0;

@@ -51,6 +51,8 @@
     X(INT, lr_warmup_steps, 0, "linear lr warmup from 0 over these steps (0 = none, the seed)")     \
     X(INT, val_loss_every, 1000, "validate every n steps (0 = only at the end)")                   \
     X(INT, train_log_every, 50, "log every n steps")                                               \
+    X(INT, profile_every, 0, "time the step's phases with CUDA events every n steps (0 = never)")  \
+    X(FLOAT, dist_timeout_s, 120.0, "multi-GPU: rendezvous and collective timeout, then exit 1")   \
     /* ---- optimizers */                                                                          \
     X(FLOAT, matrix_lr, 0.025, "Muon lr")                                                          \
     X(FLOAT, scalar_lr, 0.02, "Adam lr for vectors and scalars")                                   \

@@ -1,6 +1,7 @@
 // Checkpoint writer and validating reader; the format is in optim/checkpoint.h.
 #include "optim/checkpoint.h"
 #include "model/common.h"
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -9,7 +10,7 @@
 #include <unistd.h>
 
 enum { H_MAGIC = 0, H_VERSION = 1, H_SHAPE = 2, H_STEP = 32, H_ELAPSED = 34, H_RNG = 36, H_LOADER = 38,
-       H_NARENAS = 40, H_ARENAS = 41, H_HASH = 64, H_INTS = 256 };
+       H_NARENAS = 40, H_ARENAS = 41, H_HASH = 64, H_GIT = 80, H_GIT_INTS = 16, H_INTS = 256 };
 
 // The fields that decide the parameter layout; a resumed run must agree on every one.
 #define CKPT_SHAPE_FIELDS(X)                                                                   \
@@ -18,6 +19,15 @@ enum { H_MAGIC = 0, H_VERSION = 1, H_SHAPE = 2, H_STEP = 32, H_ELAPSED = 34, H_R
 
 static void put64(int32_t* h, int at, uint64_t v) { memcpy(h + at, &v, 8); }
 static uint64_t get64(const int32_t* h, int at) { uint64_t v; memcpy(&v, h + at, 8); return v; }
+
+static void put_git(int32_t* h, const std::string& g) {
+    memcpy(h + H_GIT, g.data(), std::min(g.size(), (size_t)H_GIT_INTS * 4 - 1));
+}
+static std::string get_git(const int32_t* h) {
+    char b[H_GIT_INTS * 4 + 1] = {0};
+    memcpy(b, h + H_GIT, H_GIT_INTS * 4);
+    return b;
+}
 
 static void shape_fields(const Config& c, int32_t* h) {
     int k = H_SHAPE;
@@ -65,6 +75,7 @@ void checkpoint_write(const char* path, const Config& c, const CkptState& s) {
     h[H_NARENAS] = (int32_t)s.arenas.size();
     for (size_t k = 0; k < s.arenas.size(); k++) put64(h, H_ARENAS + 2 * (int)k, (uint64_t)s.arenas[k].n);
     put64(h, H_HASH, payload_hash(s));
+    put_git(h, s.git_hash);
 
     std::string tmp = std::string(path) + ".tmp";
     FILE* f = fopen_check(tmp.c_str(), "wb");
@@ -131,6 +142,7 @@ void checkpoint_read(const char* path, const Config& c, CkptState* s) {
     uint64_t el = get64(h, H_ELAPSED);
     memcpy(&s->elapsed_s, &el, 8);
     s->rng_state = get64(h, H_RNG);
+    s->git_hash = get_git(h);
 }
 
 void checkpoint_header(const char* path, Config* c, CkptHeader* hd) {
@@ -152,6 +164,7 @@ void checkpoint_header(const char* path, Config* c, CkptHeader* hd) {
     c->rope_fraction = rf;
     hd->step = (int64_t)get64(h, H_STEP);
     hd->loader_bytes = (int64_t)get64(h, H_LOADER);
+    hd->git_hash = get_git(h);
     hd->arena_floats.clear();
     for (int a = 0; a < h[H_NARENAS]; a++) hd->arena_floats.push_back((int64_t)get64(h, H_ARENAS + 2 * a));
 }

@@ -8,6 +8,8 @@
 //     [40]      number of arenas (<= kCkptMaxArenas)
 //     [41..41+2*kCkptMaxArenas) arena sizes in floats (int64 each)
 //     [64..65]  FNV-1a 64 of everything after the header
+//     [80..95]  the writer's git commit (`git describe --always --dirty`), NUL-padded, <= 63 chars
+//               (not checked on read: a resumed run may be a later build)
 //   then the loader blob, then each arena's floats in order.
 // The caller names the arenas and their order (params, Muon momentum, Adam m, Adam v, EMA, ...):
 // the reader checks the count and every size against what the caller expects.
@@ -16,6 +18,7 @@
 #pragma once
 #include "model/config.h"
 #include <cstdint>
+#include <string>
 #include <vector>
 
 constexpr int32_t kCkptMagic = 20261123;
@@ -32,6 +35,7 @@ struct CkptState {
     int64_t step = 0;
     double elapsed_s = 0;
     uint64_t rng_state = 0;
+    std::string git_hash;         // the writer's build; filled by read
     std::vector<uint8_t> loader;  // opaque data-loader position; read expects loader.size() bytes
     std::vector<CkptArena> arenas;
 };
@@ -48,6 +52,7 @@ void checkpoint_read(const char* path, const Config& c, CkptState* s);
 struct CkptHeader {
     int64_t step = 0;
     int64_t loader_bytes = 0;
+    std::string git_hash;
     std::vector<int64_t> arena_floats;  // one per arena, in file order
 };
 void checkpoint_header(const char* path, Config* c, CkptHeader* h);

@@ -1,30 +1,33 @@
-// NCCL setup and collectives; see optim/dist.cuh.
+// NCCL setup, collectives and the watchdog; see optim/dist.cuh.
 #include "optim/dist.cuh"
-#include <arpa/inet.h>
-#include <cerrno>
+#include "optim/rendezvous.h"
+#include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <string>
-#include <sys/socket.h>
+#include <mutex>
 #include <thread>
 #include <unistd.h>
-#include <vector>
 
-// Non-blocking communicators may answer ncclInProgress from any call: then wait for the call to
-// finish being issued (not for the GPU work) by polling the communicator's async error.
-static void nccl_settle(ncclComm_t comm, ncclResult_t r, const char* what, const char* file, int line) {
-    if (r == ncclInProgress) {
-        do {
-            if (ncclCommGetAsyncError(comm, &r) != ncclSuccess) break;
-        } while (r == ncclInProgress);
+using Clock = std::chrono::steady_clock;
+
+static double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Non-blocking communicators may answer ncclInProgress from any call: then wait, at most the
+// timeout, for the call to finish being issued (not for the GPU work) by polling the async error.
+static void nccl_settle(const Dist& d, ncclResult_t r, const char* what, const char* file, int line) {
+    const Clock::time_point t0 = Clock::now();
+    while (r == ncclInProgress) {
+        if (ncclCommGetAsyncError(d.comm, &r) != ncclSuccess) r = ncclInternalError;
+        if (r == ncclInProgress && seconds_since(t0) > d.timeout_s) {
+            ncclCommAbort(d.comm);
+            fatal("dist: rank %d of %d: %s still in progress after %g s at %s:%d: a rank died or hangs", d.rank,
+                  d.world, what, d.timeout_s, file, line);
+        }
     }
-    if (r != ncclSuccess) fatal("NCCL %s at %s:%d: %s", ncclGetErrorString(r), file, line, what);
+    if (r != ncclSuccess) fatal("NCCL %s at %s:%d (rank %d of %d): %s", ncclGetErrorString(r), file, line, d.rank, d.world, what);
 }
-#define ncclCheck(comm, call) nccl_settle((comm), (call), #call, __FILE__, __LINE__)
+#define ncclCheck(d, call) nccl_settle((d), (call), #call, __FILE__, __LINE__)
 
 static int env_int(const char* name, int def) {
     const char* v = getenv(name);
@@ -35,77 +38,95 @@ static int env_int(const char* name, int def) {
     return (int)x;
 }
 
-static double seconds_since(std::chrono::steady_clock::time_point t0) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
+// ---- watchdog
 
-// Sends or receives exactly n bytes, giving up when the deadline passes.
-static void sock_io(int fd, void* buf, size_t n, bool send_, std::chrono::steady_clock::time_point t0, double timeout_s, const char* peer) {
-    char* p = (char*)buf;
-    while (n > 0) {
-        pollfd pfd{fd, (short)(send_ ? POLLOUT : POLLIN), 0};
-        int left_ms = (int)((timeout_s - seconds_since(t0)) * 1000);
-        if (left_ms <= 0 || poll(&pfd, 1, left_ms) <= 0) fatal("dist: rendezvous with %s timed out after %g s", peer, timeout_s);
-        ssize_t k = send_ ? send(fd, p, n, MSG_NOSIGNAL) : recv(fd, p, n, 0);
-        if (k <= 0) fatal("dist: rendezvous with %s: connection lost (%s)", peer, k == 0 ? "closed" : strerror(errno));
-        p += k;
-        n -= (size_t)k;
+struct Watchdog {
+    int device = 0;
+    double timeout_s = 0;
+    std::function<std::string()> poll;
+    std::function<void(const std::string&)> fail;
+    std::mutex mu;
+    std::condition_variable cv;
+    bool stop = false;
+    bool armed = false;            // work marked by `ev` not yet seen finished
+    Clock::time_point armed_at;    // enqueue time of the oldest collective not known to be finished
+    double armed_timeout = 0;      // how long that work may take (the longest asked since armed_at)
+    cudaEvent_t ev = nullptr;
+    std::thread th;
+};
+
+static void watchdog_loop(Watchdog* w) {
+    cudaCheck(cudaSetDevice(w->device));
+    std::unique_lock<std::mutex> lk(w->mu);
+    while (!w->stop) {
+        w->cv.wait_for(lk, std::chrono::milliseconds(50));
+        if (w->stop) break;
+        std::string msg = w->poll ? w->poll() : std::string();
+        if (msg.empty() && w->armed) {
+            cudaError_t e = cudaEventQuery(w->ev);
+            if (e == cudaSuccess) w->armed = false;
+            else if (e != cudaErrorNotReady) msg = std::string("CUDA error while waiting for a collective: ") + cudaGetErrorString(e);
+            else if (seconds_since(w->armed_at) > w->armed_timeout) {
+                char buf[200];
+                snprintf(buf, sizeof buf, "a collective enqueued %.1f s ago has not finished (timeout %g s): a rank died or hangs",
+                         seconds_since(w->armed_at), w->armed_timeout);
+                msg = buf;
+            }
+        }
+        if (!msg.empty()) {
+            lk.unlock();
+            w->fail(msg);
+            return;
+        }
     }
 }
 
-// Rank 0 accepts world-1 connections and sends each the id; the others connect (retrying while
-// rank 0 is not up yet) and receive it.
-static void rendezvous(const Dist& d, ncclUniqueId* id, double timeout_s) {
-    const char* addr = getenv("MASTER_ADDR");
-    const char* port = getenv("MASTER_PORT");
-    if (!addr || !port) fatal("dist: WORLD_SIZE=%d needs MASTER_ADDR and MASTER_PORT in the environment", d.world);
-    auto t0 = std::chrono::steady_clock::now();
-    addrinfo hints{}, *res = nullptr;
-    hints.ai_family = AF_INET;
-    hints.ai_socktype = SOCK_STREAM;
-    if (d.rank == 0) hints.ai_flags = AI_PASSIVE;
-    int gai = getaddrinfo(d.rank == 0 ? nullptr : addr, port, &hints, &res);
-    if (gai != 0) fatal("dist: cannot resolve MASTER_ADDR=%s MASTER_PORT=%s: %s", addr, port, gai_strerror(gai));
-    std::string peer = std::string(addr) + ":" + port;
-    if (d.rank == 0) {
-        int ls = socket(res->ai_family, res->ai_socktype, 0);
-        int one = 1;
-        setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (ls < 0 || bind(ls, res->ai_addr, res->ai_addrlen) != 0 || listen(ls, d.world) != 0)
-            fatal("dist: rank 0 cannot listen on port %s: %s", port, strerror(errno));
-        for (int k = 1; k < d.world; k++) {
-            pollfd pfd{ls, POLLIN, 0};
-            int left_ms = (int)((timeout_s - seconds_since(t0)) * 1000);
-            if (left_ms <= 0 || poll(&pfd, 1, left_ms) <= 0)
-                fatal("dist: rank 0 waited %g s and only %d of %d ranks arrived", timeout_s, k, d.world);
-            int fd = accept(ls, nullptr, nullptr);
-            if (fd < 0) fatal("dist: accept failed: %s", strerror(errno));
-            sock_io(fd, id, sizeof *id, true, t0, timeout_s, "a rank");
-            close(fd);
-        }
-        close(ls);
+Watchdog* watchdog_start(int device, double timeout_s, std::function<std::string()> poll,
+                         std::function<void(const std::string&)> fail) {
+    Watchdog* w = new Watchdog();
+    w->device = device;
+    w->timeout_s = timeout_s;
+    w->poll = std::move(poll);
+    w->fail = std::move(fail);
+    cudaCheck(cudaEventCreateWithFlags(&w->ev, cudaEventDisableTiming));
+    w->th = std::thread(watchdog_loop, w);
+    return w;
+}
+
+void watchdog_arm(Watchdog* w, cudaStream_t stream, double timeout_s) {
+    if (!w) return;
+    std::lock_guard<std::mutex> lk(w->mu);
+    const double t = timeout_s > 0 ? timeout_s : w->timeout_s;
+    // the clock restarts only when everything marked before has finished: work that never
+    // finishes keeps its first enqueue time however many collectives follow it
+    if (!w->armed || cudaEventQuery(w->ev) == cudaSuccess) {
+        w->armed_at = Clock::now();
+        w->armed_timeout = t;
     } else {
-        int fd = -1;
-        while (true) {
-            fd = socket(res->ai_family, res->ai_socktype, 0);
-            if (fd >= 0 && connect(fd, res->ai_addr, res->ai_addrlen) == 0) break;
-            if (fd >= 0) close(fd);
-            if (seconds_since(t0) > timeout_s) fatal("dist: rank %d could not reach rank 0 at %s within %g s", d.rank, peer.c_str(), timeout_s);
-            std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        }
-        sock_io(fd, id, sizeof *id, false, t0, timeout_s, peer.c_str());
-        close(fd);
+        w->armed_timeout = std::max(w->armed_timeout, t);
     }
-    freeaddrinfo(res);
+    cudaCheck(cudaEventRecord(w->ev, stream));
+    w->armed = true;
 }
+
+void watchdog_stop(Watchdog* w) {
+    if (!w) return;
+    {
+        std::lock_guard<std::mutex> lk(w->mu);
+        w->stop = true;
+    }
+    w->cv.notify_all();
+    w->th.join();
+    cudaCheck(cudaEventDestroy(w->ev));
+    delete w;
+}
+
+// ---- setup
 
 void dist_init(Dist* d, double timeout_s) {
     *d = Dist();
-    if (const char* t = getenv("DIST_TIMEOUT")) {  // seconds; tests use a short one
-        char* end;
-        timeout_s = strtod(t, &end);
-        if (*end || !(timeout_s > 0)) fatal("env DIST_TIMEOUT: '%s' is not a positive number of seconds", t);
-    }
+    if (!(timeout_s > 0)) fatal("dist: timeout %g s is not a positive number of seconds", timeout_s);
+    d->timeout_s = timeout_s;
     d->world = env_int("WORLD_SIZE", 1);
     d->rank = env_int("RANK", 0);
     d->local_rank = env_int("LOCAL_RANK", d->rank);
@@ -121,8 +142,8 @@ void dist_init(Dist* d, double timeout_s) {
         ncclResult_t r = ncclGetUniqueId(&id);
         if (r != ncclSuccess) fatal("NCCL ncclGetUniqueId: %s", ncclGetErrorString(r));
     }
-    auto t0 = std::chrono::steady_clock::now();
-    rendezvous(*d, &id, timeout_s);
+    const Clock::time_point t0 = Clock::now();
+    rendezvous_exchange(d->rank, d->world, getenv("MASTER_ADDR"), getenv("MASTER_PORT"), &id, sizeof id, timeout_s);
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0;
     ncclResult_t r = ncclCommInitRankConfig(&d->comm, d->world, id, d->rank, &config);
@@ -140,19 +161,55 @@ void dist_init(Dist* d, double timeout_s) {
         ncclCommAbort(d->comm);
         fatal("NCCL communicator creation failed (rank %d of %d): %s", d->rank, d->world, ncclGetErrorString(r));
     }
+    const ncclComm_t comm = d->comm;
+    const int rank = d->rank, world = d->world;
+    auto poll = [comm]() -> std::string {
+        ncclResult_t e;
+        if (ncclCommGetAsyncError(comm, &e) != ncclSuccess) return "ncclCommGetAsyncError failed";
+        if (e == ncclSuccess || e == ncclInProgress) return "";
+        return std::string("NCCL asynchronous error: ") + ncclGetErrorString(e);
+    };
+    // From the watchdog thread: name the problem, abort the communicator (its kernels stop
+    // spinning on the dead peer), end the process. _exit, not exit: the main thread may still be
+    // inside a CUDA or NCCL call. A guard ends the process should the abort itself block.
+    auto fail = [comm, rank, world](const std::string& msg) {
+        fprintf(stderr, "error: dist: rank %d of %d: %s: aborting\n", rank, world, msg.c_str());
+        fflush(stderr);
+        fflush(stdout);
+        std::thread([] { std::this_thread::sleep_for(std::chrono::seconds(10)); _exit(1); }).detach();
+        ncclCommAbort(comm);
+        _exit(1);
+    };
+    d->watch = watchdog_start(d->local_rank, timeout_s, poll, fail);
 }
 
+// The run's results are written by now: a finalize that does not finish in time (a peer gone)
+// is a warning, and the communicator is aborted instead of destroyed.
 void dist_destroy(Dist* d) {
     if (d->comm) {
-        ncclCheck(d->comm, ncclCommFinalize(d->comm));
-        ncclCommDestroy(d->comm);
+        const Clock::time_point t0 = Clock::now();
+        ncclResult_t r = ncclCommFinalize(d->comm);
+        while (r == ncclInProgress && seconds_since(t0) < d->timeout_s) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            if (ncclCommGetAsyncError(d->comm, &r) != ncclSuccess) r = ncclInternalError;
+        }
+        watchdog_stop(d->watch);
+        if (r == ncclSuccess) ncclCommDestroy(d->comm);
+        else {
+            fprintf(stderr, "warning: dist: rank %d of %d: NCCL finalize: %s; aborting the communicator\n", d->rank, d->world,
+                    r == ncclInProgress ? "timed out" : ncclGetErrorString(r));
+            ncclCommAbort(d->comm);
+        }
     }
-    d->comm = nullptr;
+    *d = Dist();
 }
+
+// ---- collectives
 
 void dist_all_reduce(const Dist& d, void* buf, int64_t count, ncclDataType_t type, ncclRedOp_t op, cudaStream_t stream) {
     if (d.world == 1) return;
-    ncclCheck(d.comm, ncclAllReduce(buf, buf, (size_t)count, type, op, d.comm, stream));
+    ncclCheck(d, ncclAllReduce(buf, buf, (size_t)count, type, op, d.comm, stream));
+    watchdog_arm(d.watch, stream);
 }
 
 void dist_broadcast_many(const Dist& d, void* base, ncclDataType_t type, const int64_t* offsets, const int64_t* counts,
@@ -165,20 +222,22 @@ void dist_broadcast_many(const Dist& d, void* base, ncclDataType_t type, const i
     case ncclFloat64: case ncclInt64: esize = 8; break;
     default: fatal("dist_broadcast_many: unsupported NCCL type %d", (int)type);
     }
-    ncclCheck(d.comm, ncclGroupStart());
+    ncclCheck(d, ncclGroupStart());
     for (int j = 0; j < k; j++) {
         void* p = (char*)base + (size_t)offsets[j] * esize;
-        ncclCheck(d.comm, ncclBroadcast(p, p, (size_t)counts[j], type, roots[j], d.comm, stream));
+        ncclCheck(d, ncclBroadcast(p, p, (size_t)counts[j], type, roots[j], d.comm, stream));
     }
-    ncclCheck(d.comm, ncclGroupEnd());
+    ncclCheck(d, ncclGroupEnd());
+    watchdog_arm(d.watch, stream);
 }
 
-void dist_barrier(const Dist& d, cudaStream_t stream) {
+void dist_barrier(const Dist& d, cudaStream_t stream, double timeout_s) {
     if (d.world == 1) return;
     int* flag;
     cudaCheck(cudaMallocAsync((void**)&flag, sizeof(int), stream));
     cudaCheck(cudaMemsetAsync(flag, 0, sizeof(int), stream));
-    dist_all_reduce(d, flag, 1, ncclInt32, ncclSum, stream);
+    ncclCheck(d, ncclAllReduce(flag, flag, 1, ncclInt32, ncclSum, d.comm, stream));
+    watchdog_arm(d.watch, stream, timeout_s);
     cudaCheck(cudaFreeAsync(flag, stream));
     cudaCheck(cudaStreamSynchronize(stream));
 }

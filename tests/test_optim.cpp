@@ -192,6 +192,7 @@ TEST_CASE("checkpoint: round trip is bit-exact; bad files give named errors") {
     s.elapsed_s = 598.123456789;
     s.rng_state = 0xDEADBEEFCAFEF00Dull;
     s.loader = {1, 2, 3, 4, 5, 250};
+    s.git_hash = "d56288b-dirty";
     s.arenas = {{"params", a.data(), (int64_t)a.size()}, {"adam_m", b.data(), (int64_t)b.size()}};
     std::string path = tmp_path("rt");
     checkpoint_write(path.c_str(), c, s);
@@ -206,6 +207,7 @@ TEST_CASE("checkpoint: round trip is bit-exact; bad files give named errors") {
     CHECK(memcmp(&r.elapsed_s, &s.elapsed_s, 8) == 0);
     CHECK(r.rng_state == s.rng_state);
     CHECK(r.loader == s.loader);
+    CHECK(r.git_hash == s.git_hash);
     CHECK(memcmp(a2.data(), a.data(), a.size() * 4) == 0);
     CHECK(memcmp(b2.data(), b.data(), b.size() * 4) == 0);
 

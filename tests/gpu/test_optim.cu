@@ -258,7 +258,8 @@ TEST_CASE("gpu dist: sharded Muon over NCCL equals the single-GPU step") {
         return;
     }
     Dist d;
-    dist_init(&d);
+    const char* t = getenv("DIST_TIMEOUT_S");  // seconds; a short one for the dead-rank check
+    dist_init(&d, t ? atof(t) : 120.0);
     REQUIRE(d.world > 1);
     const int shapes[][2] = {{64, 32}, {32, 64}, {48, 48}, {100, 20}, {20, 100}, {7, 9}, {64, 128}};
     std::vector<MuonMatrix> mats;

@@ -39,7 +39,7 @@ def read_losses(path):
     """{step: loss} from train's CSV or from "step N/M train_loss X" log lines."""
     out = {}
     with open(path) as f:
-        lines = f.read().splitlines()
+        lines = [ln for ln in f.read().splitlines() if not ln.startswith("#")]  # "# git ..." comment lines
     if lines and lines[0].startswith("step,train_loss"):
         for ln in lines[1:]:
             cols = ln.split(",")
