@@ -41,6 +41,7 @@ $(shell mkdir -p $(BUILD) && (echo '$(GIT_HASH)' | cmp -s - $(BUILD)/git_hash ||
 $(BUILD)/train.cu.o: $(BUILD)/git_hash
 $(BUILD)/train.cu.o: NVFLAGS += -DGIT_HASH='"$(GIT_HASH)"'
 
+.DEFAULT_GOAL := all
 .PHONY: all test test-cpu test-gpu compile-cuda fixtures data deps clean
 all: $(if $(HAVE_NVCC),train,) $(BUILD)/test_cpu $(TOOLS)
 	@$(if $(HAVE_NVCC),echo "✓ nvcc: built ./train",echo "✗ nvcc not found: ./train not built (CPU tests only)")
