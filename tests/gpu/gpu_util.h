@@ -2,6 +2,7 @@
 // rounding, NaN poisoning and the relative error every test states its bound in.
 #pragma once
 #include "model/cuda_common.cuh"
+#include "model/params.h"
 #include <doctest/doctest.h>
 #include <algorithm>
 #include <cmath>
@@ -89,4 +90,21 @@ inline std::vector<float> to_float(const std::vector<double>& d) { return std::v
 
 namespace gt {
 inline std::vector<double> to_d(const std::vector<float>& f) { return std::vector<double>(f.begin(), f.end()); }
+
+// param_init, then every tensor moved off its init so no gradient path is trivially zero
+// (mlp_proj, attn_proj start at 0; resid_mix's x0 row at 0; scales at 1).
+inline std::vector<float> random_params(const Config& c, uint64_t seed) {
+    std::vector<float> w(param_arena_size(c), 0.f);
+    param_init(c, w.data(), seed);
+    Rng r(seed * 7 + 1);
+    for (auto& s : param_specs(c)) {
+        float* t = w.data() + s.offset;
+        for (int64_t i = 0; i < s.numel(); i++) {
+            if (s.group == Group::matrix) t[i] = (float)((2 * r.uniform() - 1) / sqrt((double)s.cols));
+            else if (s.group == Group::embed) t[i] = (float)(0.05 * r.normal());
+            else t[i] += (float)(0.2 * r.normal());
+        }
+    }
+    return w;
+}
 }  // namespace gt

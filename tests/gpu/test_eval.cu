@@ -33,22 +33,6 @@ Config eval_config() {
     return c;
 }
 
-// param_init, then every tensor moved off its init (as tests/gpu/test_model.cu).
-std::vector<float> random_params(const Config& c, uint64_t seed) {
-    std::vector<float> w(param_arena_size(c), 0.f);
-    param_init(c, w.data(), seed);
-    Rng r(seed * 7 + 1);
-    for (auto& s : param_specs(c)) {
-        float* t = w.data() + s.offset;
-        for (int64_t i = 0; i < s.numel(); i++) {
-            if (s.group == Group::matrix) t[i] = (float)((2 * r.uniform() - 1) / sqrt((double)s.cols));
-            else if (s.group == Group::embed) t[i] = (float)(0.05 * r.normal());
-            else t[i] += (float)(0.2 * r.normal());
-        }
-    }
-    return w;
-}
-
 EvalOpts opts(EvalMode m, int T, int k) {
     EvalOpts o;
     o.mode = m;
@@ -62,7 +46,7 @@ double rel(double a, double b) { return fabs(a - b) / fabs(b); }
 
 struct Setup {
     Config c = eval_config();
-    std::vector<float> w = random_params(c, 5);
+    std::vector<float> w = gt::random_params(c, 5);
     ModelTensors<float> p;
     Tokenizer tok = tiny_tokenizer();
     GpuModel m;

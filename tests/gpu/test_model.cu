@@ -41,29 +41,12 @@ Config small_config(int variant) {
     return c;
 }
 
-// param_init, then every tensor moved off its init so no gradient path is trivially zero
-// (mlp_proj, attn_proj start at 0; resid_mix's x0 row at 0; scales at 1).
-std::vector<float> random_params(const Config& c, uint64_t seed) {
-    std::vector<float> w(param_arena_size(c), 0.f);
-    param_init(c, w.data(), seed);
-    Rng r(seed * 7 + 1);
-    for (auto& s : param_specs(c)) {
-        float* t = w.data() + s.offset;
-        for (int64_t i = 0; i < s.numel(); i++) {
-            if (s.group == Group::matrix) t[i] = (float)((2 * r.uniform() - 1) / sqrt((double)s.cols));
-            else if (s.group == Group::embed) t[i] = (float)(0.05 * r.normal());
-            else t[i] += (float)(0.2 * r.normal());
-        }
-    }
-    return w;
-}
-
 std::vector<float> down(const float* d, int64_t n) { return gt::to_host(d, n); }
 
 void check_step(const Config& c, int B, int T, uint64_t seed) {
     CAPTURE(B); CAPTURE(T); CAPTURE(c.num_layers); CAPTURE(c.model_dim);
     const int64_t N = (int64_t)B * T, arena = param_arena_size(c);
-    std::vector<float> w = random_params(c, seed);
+    std::vector<float> w = gt::random_params(c, seed);
     std::vector<int32_t> win((size_t)B * (T + 1)), tok(N), tgt(N);
     Rng r(seed + 99);
     for (auto& t : win) t = (int32_t)(r.next() % (uint64_t)c.vocab_size);
