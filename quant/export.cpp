@@ -54,8 +54,7 @@ std::vector<std::vector<double>> hessians_read(const char* path, const Config& c
     return hs;
 }
 
-void quantize_checkpoint(const char* ckpt, const char* artifact, Config* cfg, const ExportOptions& opt, ExportResult* res,
-                         FILE* out) {
+std::vector<float> checkpoint_weights(const char* ckpt, Config* cfg, bool ema, int64_t* step) {
     CkptHeader hd;
     checkpoint_header(ckpt, cfg, &hd);
     cfg->validate();
@@ -63,14 +62,21 @@ void quantize_checkpoint(const char* ckpt, const char* artifact, Config* cfg, co
     const int na = (int)hd.arena_floats.size();
     if (na != kCkptArenasNoEma && na != kCkptArenasNoEma + 1)
         fatal("checkpoint '%s': %d arenas, a trainer checkpoint has %d (or %d with EMA)", ckpt, na, kCkptArenasNoEma, kCkptArenasNoEma + 1);
-    if (opt.ema && na != kCkptArenasNoEma + 1) fatal("checkpoint '%s': --ema asked for, but the run kept no EMA weights (ema_decay 0)", ckpt);
+    if (ema && na != kCkptArenasNoEma + 1) fatal("checkpoint '%s': --ema asked for, but the run kept no EMA weights (ema_decay 0)", ckpt);
     static const char* names[] = {"params", "muon_momentum", "adam_m", "adam_v", "ema"};
     std::vector<std::vector<float>> bufs((size_t)na, std::vector<float>((size_t)arena));
     CkptState st;
     st.loader.assign((size_t)hd.loader_bytes, 0);
     for (int a = 0; a < na; a++) st.arenas.push_back({names[a], bufs[a].data(), arena});
     checkpoint_read(ckpt, *cfg, &st);  // sizes, length and checksum: named errors
-    const std::vector<float>& w = bufs[opt.ema ? kCkptEmaArena : 0];
+    if (step) *step = hd.step;
+    return std::move(bufs[ema ? kCkptEmaArena : 0]);
+}
+
+void quantize_checkpoint(const char* ckpt, const char* artifact, Config* cfg, const ExportOptions& opt, ExportResult* res,
+                         FILE* out) {
+    int64_t step = 0;
+    const std::vector<float> w = checkpoint_weights(ckpt, cfg, opt.ema, &step);
 
     auto plan = quant_plan(*cfg);
     std::vector<std::vector<double>> hs;
@@ -85,15 +91,15 @@ void quantize_checkpoint(const char* ckpt, const char* artifact, Config* cfg, co
     quantize_model(&qm, *cfg, w.data(), opt.hessians ? &hp : nullptr, opt.gptq);
     ArtifactInfo info;
     artifact_write(artifact, *cfg, qm, opt.artifact, &info);
-    std::vector<float> deq((size_t)arena);
+    std::vector<float> deq(w.size());
     dequantize_model(deq.data(), *cfg, qm);
 
-    res->step = hd.step;
+    res->step = step;
     res->artifact_bytes = info.file_bytes;
     res->names.clear();
     res->rel_err.clear();
     if (out)
-        fprintf(out, "checkpoint %s (step %lld), %s weights, %s: %d of %zu tensors with a Hessian\n", ckpt, (long long)hd.step,
+        fprintf(out, "checkpoint %s (step %lld), %s weights, %s: %d of %zu tensors with a Hessian\n", ckpt, (long long)step,
                 opt.ema ? "EMA" : "live", nh ? "GPTQ" : "round-to-nearest", nh, plan.size());
     if (out) fprintf(out, "\n%-26s %-9s %11s %5s %12s\n", "tensor", "kind", "shape", "bits", "rel_err");
     for (auto& p : plan) {

@@ -26,6 +26,11 @@ void hessians_write(const char* path, const Config& cfg, const std::vector<std::
 // Validates magic, version, indices (a matrix of the plan, no repeats), sizes, file length: named fatal()s.
 std::vector<std::vector<double>> hessians_read(const char* path, const Config& cfg);
 
+// The weights of a trainer checkpoint: its params arena, or its EMA arena (fatal if the run kept
+// none). *cfg takes the checkpoint's shape fields (checkpoint_header) and is validated; every
+// problem with the file is a named fatal(). step (may be nullptr): the checkpoint's step.
+std::vector<float> checkpoint_weights(const char* ckpt, Config* cfg, bool ema, int64_t* step);
+
 struct ExportOptions {
     bool ema = false;            // quantize the EMA arena (fatal if the checkpoint has none)
     const char* hessians = nullptr;

@@ -6,9 +6,8 @@
 #include "data/tokenizer.h"    // defines: Tokenizer, tokenizer_load
 #include "eval/eval.h"         // defines: eval_cpu, EvalOpts
 #include "model/common.h"      // defines: fatal
-#include "optim/checkpoint.h"  // defines: checkpoint_header, checkpoint_read
 #include "quant/artifact.h"    // defines: artifact_read
-#include "quant/export.h"      // defines: kCkptArenasNoEma, kCkptEmaArena
+#include "quant/export.h"      // defines: checkpoint_weights
 #include <string>
 
 int main(int argc, char** argv) {
@@ -35,19 +34,7 @@ int main(int argc, char** argv) {
         w.assign((size_t)param_arena_size(cfg), 0.f);
         dequantize_model(w.data(), cfg, qm);
     } else {
-        CkptHeader hd;
-        checkpoint_header(ckpt.c_str(), &cfg, &hd);
-        const int na = (int)hd.arena_floats.size();
-        if (na != kCkptArenasNoEma && na != kCkptArenasNoEma + 1) fatal("checkpoint '%s': %d arenas", ckpt.c_str(), na);
-        if (ema && na != kCkptArenasNoEma + 1) fatal("checkpoint '%s': no EMA arena", ckpt.c_str());
-        const int64_t arena = param_arena_size(cfg);
-        static const char* names[] = {"params", "muon_momentum", "adam_m", "adam_v", "ema"};
-        std::vector<std::vector<float>> bufs((size_t)na, std::vector<float>((size_t)arena));
-        CkptState st;
-        st.loader.assign((size_t)hd.loader_bytes, 0);
-        for (int a = 0; a < na; a++) st.arenas.push_back({names[a], bufs[a].data(), arena});
-        checkpoint_read(ckpt.c_str(), cfg, &st);
-        w = bufs[ema ? kCkptEmaArena : 0];
+        w = checkpoint_weights(ckpt.c_str(), &cfg, ema, nullptr);
     }
     Tokenizer tok;
     tokenizer_load(&tok, cfg.tokenizer_path);

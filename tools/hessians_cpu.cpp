@@ -8,8 +8,7 @@
 #include "model/common.h"      // defines: fatal
 #include "model/config.h"      // defines: Config, config_from_env_and_args
 #include "model/model.h"       // defines: ModelActs, model_acts_bind, model_forward_cpu
-#include "optim/checkpoint.h"  // defines: checkpoint_header, checkpoint_read
-#include "quant/export.h"      // defines: hessians_write, kCkptArenasNoEma, kCkptEmaArena
+#include "quant/export.h"      // defines: hessians_write, checkpoint_weights
 #include <chrono>
 #include <string>
 
@@ -31,21 +30,9 @@ int main(int argc, char** argv) {
     if (pos.size() != 2 || seqs < 1 || T < 1) fatal("%s", usage);
     const char* ckpt = pos[0].c_str();
 
-    CkptHeader hd;
-    checkpoint_header(ckpt, &cfg, &hd);
-    cfg.validate();
-    const int64_t arena = param_arena_size(cfg);
-    const int na = (int)hd.arena_floats.size();
-    if (ema && na != kCkptArenasNoEma + 1) fatal("checkpoint '%s': --ema asked for, but it holds no EMA arena", ckpt);
-    static const char* names[] = {"params", "muon_momentum", "adam_m", "adam_v", "ema"};
-    if (na > 5) fatal("checkpoint '%s': %d arenas, a trainer checkpoint has 4 or 5", ckpt, na);
-    std::vector<std::vector<float>> bufs((size_t)na, std::vector<float>((size_t)arena));
-    CkptState st;
-    st.loader.assign((size_t)hd.loader_bytes, 0);
-    for (int a = 0; a < na; a++) st.arenas.push_back({names[a], bufs[a].data(), arena});
-    checkpoint_read(ckpt, cfg, &st);
+    std::vector<float> w = checkpoint_weights(ckpt, &cfg, ema, nullptr);
     ModelTensors<float> P;
-    model_tensors_bind(cfg, bufs[ema ? kCkptEmaArena : 0].data(), &P);
+    model_tensors_bind(cfg, w.data(), &P);
 
     TrainLoader L;
     train_loader_init(&L, cfg.data_path, 1, T, 0, 1, (uint64_t)cfg.seed, cfg.vocab_size);
