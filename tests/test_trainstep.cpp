@@ -2,10 +2,16 @@
 // (tools/ref/train_ref.py, float64; fixture from tools/ref/ref_trainstep.py): same initial arena,
 // same batches, 8 steps of a tiny hybrid (2 Mamba-3 + 1 attention layer, 2 micro batches a step,
 // lr warmup, momentum warmup and warmdown inside the 8 steps) -> same loss curve and parameters.
+// And the reference trainer's val-bpb evaluator (train_ref.py --val) against train's validation.
+#include "data/loader.h"           // defines: ValData, val_load
+#include "data/shard.h"            // defines: shard_write
+#include "data/tokenizer.h"        // defines: Tokenizer, tokenizer_parse
+#include "eval/eval.h"             // defines: eval_cpu, EvalOpts
 #include "optim/train_step_cpu.h"  // defines: TrainCpu, train_cpu_init, train_step_cpu
 #include "optim/schedule.h"        // defines: lr_multiplier, muon_momentum_at
 #include "tests/fixture.h"
 #include <omp.h>
+#include <unistd.h>
 #include <string>
 #include <vector>
 
@@ -107,4 +113,43 @@ TEST_CASE("trainstep: CPU training loop == PyTorch reference trainer (float32)")
 
 TEST_CASE("trainstep: CPU training loop == PyTorch reference trainer (float64)") {
     run_case<double>("trainstep_hybrid_v64_d32_l3", 1e-10, 1e-8);
+}
+
+// train_ref.py --val scores what train's validate() scores: the fixture's val stream written as a
+// shard, read by val_load (whole sequences of T; the tail dropped), the tiny SentencePiece model's
+// byte tables (byte-fallback pieces included), eval_cpu's plain windows (validate()'s GPU twin).
+TEST_CASE("trainstep: reference trainer's val bpb == val_load + eval_cpu plain") {
+    Fixture fx = load_fixture("trainstep_valbpb_v400_d32_l3");
+    Config c = config_from_flags(fx);
+    const FixTensor& vt = fx.get("val_tokens");
+    const std::vector<uint16_t> stream(vt.i.begin(), vt.i.end());
+    char dir[] = "/tmp/golf_test_valbpb_XXXXXX";
+    REQUIRE(mkdtemp(dir));
+    const std::string shard = std::string(dir) + "/t_val_000000.bin";
+    shard_write(shard, stream.data(), (int64_t)stream.size());
+    ValData val;
+    val_load(&val, dir, c.train_seq_len, 0, 1, c.vocab_size);
+    unlink(shard.c_str());
+    rmdir(dir);
+    const FixTensor& mb = fx.get("model_bytes");
+    const std::vector<uint8_t> model(mb.i.begin(), mb.i.end());
+    Tokenizer tok;
+    tokenizer_parse(&tok, "tiny.model", model.data(), model.size());
+    std::vector<float> w(fx.get("arena").f);
+    REQUIRE((int64_t)w.size() == param_arena_size(c));
+    ModelTensors<float> P;
+    model_tensors_bind(c, w.data(), &P);
+    EvalOpts o;
+    o.mode = EvalMode::plain;
+    o.T = c.train_seq_len;
+    const EvalOut r = eval_cpu(P, c, tok, val.tokens.data(), (int64_t)val.tokens.size(),
+                               EvalSpan{0, val.num_seqs * c.train_seq_len}, o);
+    const BpbResult b = bpb_result(r.sum);
+    const FixTensor& want = fx.get("result");  // val_loss, val_bpb, tokens, bytes (float64)
+    MESSAGE("val bpb: eval_cpu " << b.val_bpb << " vs train_ref " << want.d[1] << " (rel "
+            << fabs(b.val_bpb - want.d[1]) / want.d[1] << "), tokens " << r.sum.tokens << ", bytes " << r.sum.bytes);
+    CHECK(r.sum.tokens == want.d[2]);
+    CHECK(r.sum.bytes == want.d[3]);
+    CHECK(fabs(b.val_loss - want.d[0]) <= 1e-5 * want.d[0]);
+    CHECK(fabs(b.val_bpb - want.d[1]) <= 1e-5 * want.d[1]);
 }

@@ -32,8 +32,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import model as M  # noqa: E402
 import train_ref  # noqa: E402
 
-CKPT_MAGIC = 20261123
-
 
 def read_losses(path):
     """{step: loss} from train's CSV or from "step N/M train_loss X" log lines."""
@@ -55,25 +53,6 @@ def read_losses(path):
         if m:
             out[int(m.group(1))] = float(m.group(2))
     return out
-
-
-def read_ckpt_arenas(path):
-    """The arenas of an optim/checkpoint.h file, in their order."""
-    raw = open(path, "rb").read()
-    head = np.frombuffer(raw[:1024], dtype="<i4")
-    if head[0] != CKPT_MAGIC or head[1] != 1:
-        raise SystemExit(f"error: '{path}': not a version-1 checkpoint")
-    loader_bytes = int(head[38:40].view("<i8")[0])
-    count = int(head[40])
-    sizes = [int(head[41 + 2 * i:43 + 2 * i].view("<i8")[0]) for i in range(count)]
-    off = 1024 + loader_bytes
-    arenas = []
-    for n in sizes:
-        arenas.append(np.frombuffer(raw, dtype="<f4", count=n, offset=off))
-        off += 4 * n
-    if off != len(raw):
-        raise SystemExit(f"error: '{path}': {len(raw)} bytes, the header accounts for {off}")
-    return arenas
 
 
 def tensor_errors(layout, got, want):
@@ -128,7 +107,7 @@ def main():
     if a.ckpt or a.arena:
         hp = train_ref.read_run_txt(os.path.join(a.dir, "run.txt"))
         layout, size = M.arena_layout(M.GPT(train_ref.model_config(hp)))
-        arenas = read_ckpt_arenas(a.ckpt) if a.ckpt else [np.fromfile(a.arena, dtype="<f4")]
+        arenas = train_ref.read_ckpt_arenas(a.ckpt) if a.ckpt else [np.fromfile(a.arena, dtype="<f4")]
         todo = [("params", 0, a.ref_arena, a.floor_arena), ("ema", 4, a.ref_ema, a.floor_ema)]
         for what, idx, ref_path, floor_path in todo:
             if not ref_path:

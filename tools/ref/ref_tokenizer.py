@@ -76,6 +76,46 @@ def train_tiny(workdir):
     return prefix + ".model"
 
 
+def piece_kinds(sp):
+    """(V,) int32 PieceType per id (data/tokenizer.h numbering), from SentencePiece's own API."""
+    V = sp.get_piece_size()
+    kind = np.ones(V, dtype=np.int32)
+    for i in range(V):
+        if sp.is_control(i):
+            kind[i] = 3
+        elif sp.is_unknown(i):
+            kind[i] = 2
+        elif sp.is_unused(i):
+            kind[i] = 5
+        elif sp.is_byte(i):
+            kind[i] = 6
+    return kind
+
+
+def byte_tables(model_path):
+    """data/tokenizer.h's byte tables from SentencePiece's API (the C++ parses the protobuf itself):
+    (base_bytes int64, has_leading_space bool, is_boundary bool), each (V,). Control, unknown and
+    unused pieces: 0 bytes, boundary; byte pieces: 1; others: UTF-8 length without a leading "\u2581",
+    which sets has_leading_space. A target t after p covers base[t] + (lead[t] and not boundary[p])."""
+    import sentencepiece as spm
+    sp = spm.SentencePieceProcessor(model_file=model_path)
+    kind = piece_kinds(sp)
+    V = len(kind)
+    base = np.zeros(V, dtype=np.int64)
+    lead = np.zeros(V, dtype=bool)
+    boundary = np.isin(kind, (2, 3, 5))
+    for i in range(V):
+        if boundary[i]:
+            continue
+        if kind[i] == 6:
+            base[i] = 1
+            continue
+        piece = sp.id_to_piece(i)
+        lead[i] = piece.startswith("\u2581")
+        base[i] = len(piece.encode("utf-8")) - 3 * lead[i]
+    return base, lead, boundary
+
+
 def case(model_path, lines):
     import sentencepiece as spm
     sp = spm.SentencePieceProcessor(model_file=model_path)
@@ -88,16 +128,7 @@ def case(model_path, lines):
         ids.extend(piece_ids)
         nbytes.append(len(sp.decode(piece_ids).encode("utf-8")))
     starts.append(len(ids))
-    kind = np.ones(V, dtype=np.int32)
-    for i in range(V):
-        if sp.is_control(i):
-            kind[i] = 3
-        elif sp.is_unknown(i):
-            kind[i] = 2
-        elif sp.is_unused(i):
-            kind[i] = 5
-        elif sp.is_byte(i):
-            kind[i] = 6
+    kind = piece_kinds(sp)
     with open(model_path, "rb") as f:
         model_bytes = np.frombuffer(f.read(), dtype=np.uint8).astype(np.int32)
     return {

@@ -7,12 +7,29 @@ arena_init (float32, the C++ arena layout), windows (steps, micro, B, T+1) int32
 float64 run: losses, lr_mult, momentum (steps,), arena_step1 and arena_final (float64);
 arena_offsets (tensor starts + size) and arena_groups (0 matrix, 1 embed, 2 scalar) per tensor, to
 check that both sides split the arena the same way.
+
+A second case checks the reference trainer's val-bpb evaluator (train_ref.py --val) against what
+train validates: a tiny SentencePiece model (ref_tokenizer.train_tiny; ref_tokenizer's non-ASCII
+lines reach its byte-fallback pieces), a val stream written as a shard and read back by
+read_val_windows (VAL_SEQS whole sequences of T and a VAL_TAIL that val_load drops), random
+weights; scored in float64, VAL_BATCH sequences a forward (the last batch partial). Stored:
+cfg_flags, model_bytes, val_tokens, arena (float32) and result = (val_loss, val_bpb, tokens,
+bytes); tests/test_trainstep.cpp writes the shard and scores it with val_load + eval_cpu (plain).
 """
+import os
+import sys
+import tempfile
+
 import numpy as np
 import torch
 
 import model as M
+import ref_model
+import ref_tokenizer
 import train_ref
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tools/
+import cut_dataset  # noqa: E402
 
 # The tiny hybrid: layers 0, 1 Mamba-3, layer 2 attention (round(1*3/2) = 2); 4 chunks of 4 per
 # sequence; 2 micro batches per step (gradient accumulation); the schedule's warmup, momentum
@@ -26,6 +43,7 @@ HP = dict(vocab_size=64, model_dim=32, num_layers=3, num_attn_layers=1, num_head
           muon_momentum_warmup_steps=4, muon_backend_steps=5, muon_wd=0.04, muoneq_r=1, muon_nesterov=1,
           beta1=0.9, beta2=0.95, adam_eps=1e-8, adam_wd=0.0)
 STEPS, MICRO, B, T = 8, 2, 2, 16
+VAL_SEQS, VAL_TAIL, VAL_BATCH = 12, 7, 5
 
 
 def markov_windows(rng, shape, vocab):
@@ -75,4 +93,46 @@ def cases():
         "arena_final": arena64(tr.gpt),
         "arena_offsets": np.array([off for _, off, _ in layout] + [size], dtype=np.int32),
         "arena_groups": np.array([train_ref.GROUP_ID[train_ref.group_of(n)] for n, _, _ in layout], dtype=np.int32),
+    }
+    yield "trainstep_valbpb_v400_d32_l3", valbpb_case()
+
+
+def valbpb_case():
+    import sentencepiece as spm
+    with tempfile.TemporaryDirectory() as tmp:
+        model_path = ref_tokenizer.train_tiny(tmp)
+        sp = spm.SentencePieceProcessor(model_file=model_path)
+        tables = ref_tokenizer.byte_tables(model_path)
+        with open(model_path, "rb") as f:
+            model_bytes = np.frombuffer(f.read(), dtype=np.uint8).astype(np.int32)
+        with open(ref_tokenizer.GPL3, encoding="utf-8") as f:
+            lines = ref_tokenizer.NON_ASCII + ref_tokenizer.paragraphs(f.read(), 10)
+        # BOS before each document, and before every 4th "\u2581"-led piece: the space such a piece
+        # carries is not counted after a boundary token, and that rule must be seen to count
+        ids, led = [], 0
+        for line in lines:
+            ids.append(sp.bos_id())
+            for i in sp.encode(line, out_type=int):
+                led += int(tables[1][i])
+                if tables[1][i] and led % 4 == 0:
+                    ids.append(sp.bos_id())
+                ids.append(i)
+        val_tokens = np.array(ids[:VAL_SEQS * T + 1 + VAL_TAIL], dtype=np.uint16)
+        assert len(val_tokens) == VAL_SEQS * T + 1 + VAL_TAIL
+        cut_dataset.write_shard(os.path.join(tmp, "t_val_000000.bin"), val_tokens)
+        windows = train_ref.read_val_windows(tmp, T)
+    hp = dict(HP, vocab_size=sp.get_piece_size(), train_seq_len=T, eval_overlap=T // 2, eval_stride=T // 2)
+    gpt = M.GPT(train_ref.model_config(hp)).double()
+    ref_model.random_params(gpt, torch.Generator().manual_seed(97531))
+    arena = M.to_arena(gpt).numpy()  # float32: both sides score these numbers
+    gpt = train_ref.load_gpt(hp, arena, "cpu", torch.float64)
+    result = train_ref.val_bpb(gpt, windows, train_ref.window_bytes(windows, tables), VAL_BATCH, "cpu")
+    flags = " ".join(f"--{k.replace('_', '-')} {v!r}" if isinstance(v, float) else f"--{k.replace('_', '-')} {v}"
+                     for k, v in hp.items())
+    return {
+        "cfg_flags": np.frombuffer(flags.encode(), dtype=np.uint8).astype(np.int32),
+        "model_bytes": model_bytes,
+        "val_tokens": val_tokens.astype(np.int32),
+        "arena": arena,
+        "result": np.array(result, dtype=np.float64),
     }
