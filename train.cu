@@ -43,9 +43,9 @@
 #include "model/params.h"       // defines: param_specs, param_count, param_arena_size, param_init
 #include "model/cuda_common.cuh"  // defines: cudaCheck
 #include "model/model.cuh"      // defines: GpuModel, gpu_model_create/forward/backward/..., gpu_scale
-#include "data/loader.h"        // defines: TrainLoader, train_loader_*, ValData, val_load, val_batch
+#include "data/loader.h"        // defines: TrainLoader, train_loader_*, ValData, val_load
 #include "data/tokenizer.h"     // defines: Tokenizer, tokenizer_load (byte tables)
-#include "data/bpb.h"           // defines: BpbSum, bpb_add, bpb_result
+#include "data/bpb.h"           // defines: BpbResult, bpb_result
 #include "optim/muon.cuh"       // defines: muon_matrices, MuonWorkspace, muon_step_sharded
 #include "optim/adam.cuh"       // defines: adam_tensors, AdamPlan, adam_step
 #include "optim/schedule.h"     // defines: lr_multiplier, muon_momentum_at
@@ -60,7 +60,7 @@
 #include "quant/hessian.cuh"    // defines: GpuHessians, hessians_*
 #include "quant/size.h"         // defines: size_report, size_print, counted_sources
 #include "quant/fake_quant.cuh" // defines: FakeQuantGpu, fake_quant_gpu_create, fake_quant_bf16
-#include "eval/eval.cuh"        // defines: eval_gpu_report
+#include "eval/eval.cuh"        // defines: eval_gpu, eval_gpu_report
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -201,35 +201,12 @@ int main(int argc, char** argv) {
         phase_print(stdout, "profile floor (780 TFLOP/s, 3.35 TB/s)", floor_ms);
     }
 
-    // Validation bpb over this rank's sequences of the whole val split, summed over ranks.
-    std::vector<float> tok_losses((size_t)B * T);
+    // Validation bpb: plain windows of train_seq_len over the whole val split (each rank its share,
+    // sums all-reduced: eval/eval.cuh), at temperature 1 (eval_temperature is for the final modes).
+    Config val_cfg = cfg;
+    val_cfg.eval_temperature = 1.0;
     auto validate = [&]() -> BpbResult {
-        BpbSum acc;
-        for (int64_t first = val.seq_begin; first < val.seq_end; first += B) {
-            const int nseq = (int)std::min<int64_t>(B, val.seq_end - first);
-            val_batch(val, windows.data(), first, nseq);
-            for (int b = nseq; b < B; b++)  // pad a last partial batch; its rows are not scored
-                memcpy(windows.data() + (size_t)b * (T + 1), windows.data(), (T + 1) * sizeof(int32_t));
-            gpu_model_load_batch(&m, windows.data());
-            gpu_model_forward(&m, false);
-            cudaCheck(cudaMemcpyAsync(tok_losses.data(), m.a.losses, (size_t)B * T * sizeof(float),
-                                      cudaMemcpyDeviceToHost, stream));
-            cudaCheck(cudaStreamSynchronize(stream));
-            for (int b = 0; b < nseq; b++) {
-                double s = 0;
-                for (int t = 0; t < T; t++) s += tok_losses[(size_t)b * T + t];
-                bpb_add(&acc, tok, s, windows.data() + (size_t)b * (T + 1), T);
-            }
-        }
-        if (dist.world > 1) {
-            double h[3] = {acc.loss_sum, acc.tokens, acc.bytes};
-            cudaCheck(cudaMemcpyAsync(d_red, h, sizeof(h), cudaMemcpyHostToDevice, stream));
-            dist_all_reduce(dist, d_red, 3, ncclFloat64, ncclSum, stream);
-            cudaCheck(cudaMemcpyAsync(h, d_red, sizeof(h), cudaMemcpyDeviceToHost, stream));
-            cudaCheck(cudaStreamSynchronize(stream));
-            acc.loss_sum = h[0]; acc.tokens = h[1]; acc.bytes = h[2];
-        }
-        return bpb_result(acc);
+        return bpb_result(eval_gpu(&m, val_cfg, tok, val.tokens.data(), (int64_t)val.tokens.size(), dist, "plain").sum);
     };
 
     // The one evaluation of a quantized model (eval/'s GPU modes replace validate() here).

@@ -163,14 +163,17 @@ int main(int argc, char** argv) {
         dmix = dalloc_rand<float>(2 * C, 15);
         const double nc4 = (double)N * C * 4;
         row("rmsnorm fwd (f32 in, bf16 out)", time_ms([&] { rmsnorm_forward(nullptr, ob, rs, xf, N, C, 1e-6f, 0); }), 0, nc4 + nc4 / 2);
-        row("rmsnorm bwd (accumulate)", time_ms([&] { rmsnorm_backward(of, dof, xf, rs, N, C, true, 0); }), 0, 4 * nc4);
-        row("resid_mix fwd", time_ms([&] { resid_mix_forward(of, xf, x0, mix, N, C, 0); }), 0, 3 * nc4);
-        row("resid_mix bwd", time_ms([&] { resid_mix_backward(of, x0, dmix, dof, xf, x0, mix, N, C, 0); }), 0, 6 * nc4);
+        row("rmsnorm bwd", time_ms([&] { rmsnorm_backward(of, dof, xf, rs, N, C, 0); }), 0, 3 * nc4);
         row("scale_add fwd (bf16 y)", time_ms([&] { scale_add_forward(of, xf, nullptr, ob, mix, N, C, 0); }), 0, 2.5 * nc4);
         __nv_bfloat16* ob2;
         cudaCheck(cudaMalloc(&ob2, N * C * 2));
         cudaCheck(cudaMemcpy(ob2, ob, N * C * 2, cudaMemcpyDeviceToDevice));
         row("scale_add bwd (bf16 y, bf16 dy)", time_ms([&] { scale_add_backward(nullptr, ob2, dmix, dof, nullptr, ob, mix, N, C, 0); }), 0, 2 * nc4);
+        // the fused block wiring (model/wiring.cuh); bytes: fp32 (N, C) = 1 nc4, bf16 = 1/2
+        row("mix_norm fwd (x, x0 -> bf16 n)", time_ms([&] { mix_norm_forward(ob2, rs, xf, x0, mix, N, C, 1e-6f, 0); }), 0, 2.5 * nc4);
+        row("mix_add_norm fwd (x, x0, y -> out, n)", time_ms([&] { mix_add_norm_forward(of, ob2, rs, xf, x0, mix, ob, dmix, N, C, 1e-6f, 0); }), 0, 4 * nc4);
+        row("norm_scale_add bwd", time_ms([&] { norm_scale_add_backward(of, ob2, dmix, dof, xf, rs, ob, mix, N, C, 0); }), 0, 5 * nc4);
+        row("mix_norm bwd", time_ms([&] { mix_norm_backward(of, x0, dmix, dof, xf, xf, x0, mix, rs, N, C, 0); }), 0, 7 * nc4);
         // MLP activation on (N, 1536)
         const int64_t nh = N * FH;
         auto* h = dalloc_rand<__nv_bfloat16>(nh, 16);
@@ -189,7 +192,9 @@ int main(int argc, char** argv) {
         cudaCheck(cudaMalloc(&dt, N * 4));
         cudaCheck(cudaMemcpy(dt, tok.data(), N * 4, cudaMemcpyHostToDevice));
         row("embedding fwd", time_ms([&] { embedding_forward(of, dt, wte, N, C, V, 0); }), 0, 2 * nc4);
-        row("embedding bwd (deterministic)", time_ms([&] { embedding_backward(dwte, dof, dt, N, C, V, 0); }), 0,
+        void* sort_scratch;
+        cudaCheck(cudaMalloc(&sort_scratch, embedding_backward_scratch_bytes(N, V)));
+        row("embedding bwd (sort + per-row sums)", time_ms([&] { embedding_backward(dwte, dof, dt, N, C, V, sort_scratch, 0); }), 0,
             nc4 + 2.0 * V * C * 4);
         // softcap + CE over (N, V) bf16 logits, gradient in place
         auto* logits = dalloc_rand<__nv_bfloat16>(N * V, 21, 5.f);

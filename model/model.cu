@@ -10,7 +10,7 @@
 #include "model/mamba3_scan.cuh"  // defines: mamba3_scan_forward, mamba3_scan_backward(_scratch_bytes)
 #include "model/mlp.cuh"        // defines: mlp_act_forward, mlp_act_backward
 #include "model/rmsnorm.cuh"    // defines: rmsnorm_forward, rmsnorm_backward
-#include "model/wiring.cuh"     // defines: resid_mix_*, scale_add_*
+#include "model/wiring.cuh"     // defines: scale_add_*, mix_norm_*, mix_add_norm_forward, norm_scale_add_backward
 #include <cstring>
 #include <vector>
 
@@ -49,7 +49,6 @@ size_t acts_layout(const Config& c, int B, int T, char* base, GpuActs* out) {
     for (int l = 0; l < c.num_layers; l++) {
         GpuLayerActs& L = a.layers[l];
         L.x_in = has_skip_in(c, l) ? w.take<float>(N * C) : (l == 0 ? a.x0 : a.layers[l - 1].x_out);
-        L.x_mix = w.take<float>(N * C);
         L.n1 = w.take<bf16>(N * C);
         L.n1_rstd = w.take<float>(N);
         if (c.is_attn(l)) {
@@ -103,6 +102,7 @@ size_t acts_layout(const Config& c, int B, int T, char* base, GpuActs* out) {
     a.dn = w.take<float>(N * C);
     a.dxf = w.take<float>(N * C);
     for (int l = 0; l < c.num_skips(); l++) a.dskip[l] = w.take<float>(N * C);
+    a.emb_scratch = w.take<char>((int64_t)embedding_backward_scratch_bytes(N, (int)V));
     a.dres = w.take<bf16>(N * C);
     a.dhid = w.take<bf16>(N * F);
     if (any_attn) {
@@ -304,9 +304,9 @@ void forward(GpuModel* m, bool grad, double temperature, const ModelStates<float
             scale_add_forward(L.x_in, x, skips.back(), nullptr, p.skip_weight + (int64_t)(l - nenc) * C, N, C, s);
             skips.pop_back();
         }  // else L.x_in aliases x (the layout bound it so)
-        // x = resid_mix[0] * x + resid_mix[1] * x0
-        resid_mix_forward(L.x_mix, L.x_in, a.x0, W.resid_mix, N, C, s);
-        rmsnorm_forward(nullptr, L.n1, L.n1_rstd, L.x_mix, N, C, eps, s);
+        // x = resid_mix[0] * x + resid_mix[1] * x0; the mixer's input rmsnorm(x) (x itself is not
+        // stored: mix_add_norm_forward and the backward recompute it from x_in and x0)
+        mix_norm_forward(L.n1, L.n1_rstd, L.x_in, a.x0, W.resid_mix, N, C, eps, s);
         if (c.is_attn(l)) {
             gemm(L.qkv, GemmOut::bf16, L.n1, m->w16(W.attn_qkv), (int)N, c.qkv_rows(), C, false, true, false, s);
             attn_qkv_prep_forward(L.q, L.k, L.v, L.q_rstd, L.k_rstd, L.qkv, W.q_gain, B, T, NH, NKV, HD,
@@ -326,10 +326,9 @@ void forward(GpuModel* m, bool grad, double temperature, const ModelStates<float
                                     L.theta, W.C_bias, W.B_bias, W.D, L.z, li, d, s);
             gemm(L.mix_out, GemmOut::bf16, L.o, m->w16(W.out_proj), (int)N, C, d.DI, false, true, false, s);
         }
-        // x = x + mixer_scale * Mixer(rmsnorm(x))
-        scale_add_forward(L.x_mid, L.x_mix, nullptr, L.mix_out, W.mixer_scale, N, C, s);
+        // x = x + mixer_scale * Mixer(rmsnorm(x)); the MLP's input rmsnorm(x)
+        mix_add_norm_forward(L.x_mid, L.n2, L.n2_rstd, L.x_in, a.x0, W.resid_mix, L.mix_out, W.mixer_scale, N, C, eps, s);
         // x = x + mlp_scale * proj(leaky_relu(fc(rmsnorm(x)), 0.5)^2)
-        rmsnorm_forward(nullptr, L.n2, L.n2_rstd, L.x_mid, N, C, eps, s);
         gemm(L.h, GemmOut::bf16, L.n2, m->w16(W.mlp_fc), (int)N, F, C, false, true, false, s);
         mlp_act_forward(L.a, L.h, N * F, s);
         gemm(L.mlp_out, GemmOut::bf16, L.a, m->w16(W.mlp_proj), (int)N, C, F, false, true, false, s);
@@ -382,7 +381,7 @@ void gpu_model_backward(GpuModel* m) {
     gemm(g.wte, GemmOut::f32, a.logits, a.xf, V, C, n, true, false, true, s);
     gemm(a.dxf, GemmOut::f32, a.logits, m->w16(p.wte), n, C, V, false, false, false, s);
     const float* x_last = c.num_layers ? a.layers[c.num_layers - 1].x_out : a.x0;
-    rmsnorm_backward(a.dx, a.dxf, x_last, a.xf_rstd, N, C, false, s);  // dx = d x_out[last]
+    rmsnorm_backward(a.dx, a.dxf, x_last, a.xf_rstd, N, C, s);  // dx = d x_out[last]
     cudaCheck(cudaMemsetAsync(a.dx0, 0, NC * sizeof(float), s));
 
     float* dx = a.dx;   // the residual stream's gradient, fp32
@@ -400,10 +399,9 @@ void gpu_model_backward(GpuModel* m) {
         mlp_act_backward(a.dhid, a.dhid, L.h, N * F, s);
         gemm(G.mlp_fc, GemmOut::f32, a.dhid, L.n2, F, C, n, true, false, true, s);
         gemm(a.dn, GemmOut::f32, a.dhid, m->w16(W.mlp_fc), n, C, F, false, false, false, s);
-        rmsnorm_backward(dx, a.dn, L.x_mid, L.n2_rstd, N, C, true, s);  // dx = d x_mid
-
-        // x_mid = x_mix + mixer_scale * Mixer(n1)
-        scale_add_backward(nullptr, a.dres, G.mixer_scale, dx, nullptr, L.mix_out, W.mixer_scale, N, C, s);
+        // dx = d x_mid (the norm's branch added), and x_mid = x_mix + mixer_scale * Mixer(n1)'s
+        // backward in the same pass: dres = mixer_scale * dx, d mixer_scale
+        norm_scale_add_backward(dx, a.dres, G.mixer_scale, a.dn, L.x_mid, L.n2_rstd, L.mix_out, W.mixer_scale, N, C, s);
         if (c.is_attn(l)) {
             gemm(G.attn_proj, GemmOut::f32, a.dres, L.y, C, AC, n, true, false, true, s);
             gemm(a.dy, GemmOut::bf16, a.dres, m->w16(W.attn_proj), n, AC, C, false, false, false, s);
@@ -424,10 +422,8 @@ void gpu_model_backward(GpuModel* m) {
             gemm(G.in_proj, GemmOut::f32, a.dzx, L.n1, d.R, C, n, true, false, true, s);
             gemm(a.dn, GemmOut::f32, a.dzx, m->w16(W.in_proj), n, C, d.R, false, false, false, s);
         }
-        rmsnorm_backward(dx, a.dn, L.x_mix, L.n1_rstd, N, C, true, s);  // dx = d x_mix
-
-        // x_mix = resid_mix[0] * x_in + resid_mix[1] * x0
-        resid_mix_backward(tmp, a.dx0, G.resid_mix, dx, L.x_in, a.x0, W.resid_mix, N, C, s);
+        // d x_mix = dx + the norm's branch, then x_mix = resid_mix[0] * x_in + resid_mix[1] * x0
+        mix_norm_backward(tmp, a.dx0, G.resid_mix, a.dn, dx, L.x_in, a.x0, W.resid_mix, L.n1_rstd, N, C, s);
         std::swap(dx, tmp);  // dx = d x_in
 
         // decoder j: x_in = x + skip_weight[j] * x_out[nenc - 1 - j]; dx passes through to x
@@ -438,6 +434,6 @@ void gpu_model_backward(GpuModel* m) {
         }
     }
     add_inplace(dx, a.dx0, NC, s);  // x0: the first block's input and every block's resid_mix input
-    rmsnorm_backward(tmp, dx, a.emb, a.x0_rstd, N, C, false, s);
-    embedding_backward(g.wte, tmp, a.tokens, N, C, V, s);
+    rmsnorm_backward(tmp, dx, a.emb, a.x0_rstd, N, C, s);
+    embedding_backward(g.wte, tmp, a.tokens, N, C, V, a.emb_scratch, s);
 }

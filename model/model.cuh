@@ -27,8 +27,7 @@ typedef __nv_bfloat16 bf16;
 
 struct GpuLayerActs {
     float* x_in;      // (N, C) block input after the U-Net skip add; aliases the previous output when no skip
-    float* x_mix;     // (N, C) after resid_mix
-    bf16* n1;         // (N, C) rmsnorm(x_mix), the mixer's input
+    bf16* n1;         // (N, C) rmsnorm(x_mix), the mixer's input (x_mix itself is recomputed, not stored)
     float* n1_rstd;   // (N)
     // attention (nullptr on Mamba-3 layers), layouts of model/attention.cuh
     bf16 *qkv, *q, *k, *v, *y;
@@ -66,6 +65,7 @@ struct GpuActs {
     bf16 *d_o, *dxs, *dz, *dzx;      // Mamba-3: (N, DI) x3, (N, R)
     float *dq_raw, *dk_raw, *dadt, *ddt, *dtrap, *dtheta;
     void* scan_scratch;
+    void* emb_scratch;              // embedding_backward's sort (model/embedding.cuh)
 };
 
 struct GpuModel {

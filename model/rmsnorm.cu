@@ -30,7 +30,7 @@ __global__ void rmsnorm_forward_kernel(float* out_f32, __nv_bfloat16* out_bf16, 
 }
 
 __global__ void rmsnorm_backward_kernel(float* dinp, const float* dout, const float* inp, const float* rstd,
-                                        int64_t N, int C, bool accumulate) {
+                                        int64_t N, int C) {
     const int64_t n = (int64_t)blockIdx.x * kWarps + (threadIdx.x >> 5);
     const int lane = threadIdx.x & 31;
     if (n >= N) return;
@@ -42,7 +42,7 @@ __global__ void rmsnorm_backward_kernel(float* dinp, const float* dout, const fl
     const float mean_dyy = warp_sum(s) / C;
     for (int c = lane; c < C; c += 32) {
         const float dx = r * (dy[c] - x[c] * r * mean_dyy);  // dx = r (dy - y mean(dy y))
-        dinp[n * C + c] = accumulate ? dinp[n * C + c] + dx : dx;
+        dinp[n * C + c] = dx;
     }
 }
 }  // namespace
@@ -56,7 +56,7 @@ void rmsnorm_forward(float* out_f32, __nv_bfloat16* out_bf16, float* rstd, const
 }
 
 void rmsnorm_backward(float* dinp, const float* dout, const float* inp, const float* rstd, int64_t N, int C,
-                      bool accumulate, cudaStream_t stream) {
-    rmsnorm_backward_kernel<<<ceil_div(N, kWarps), kWarps * 32, 0, stream>>>(dinp, dout, inp, rstd, N, C, accumulate);
+                      cudaStream_t stream) {
+    rmsnorm_backward_kernel<<<ceil_div(N, kWarps), kWarps * 32, 0, stream>>>(dinp, dout, inp, rstd, N, C);
     cudaCheckLaunch();
 }

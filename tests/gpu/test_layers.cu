@@ -50,12 +50,12 @@ TEST_CASE("gpu gemm: cuBLASLt bf16 forward / dinp / dweight (accumulate) vs line
     }
 }
 
-TEST_CASE("gpu rmsnorm: forward (fp32 + bf16 out) / backward (overwrite and accumulate)") {
+TEST_CASE("gpu rmsnorm: forward (fp32 + bf16 out) / backward") {
     struct S { int64_t N; int C; };
     for (S s : {S{1, 512}, S{333, 512}, S{129, 77}}) {
         CAPTURE(s.N); CAPTURE(s.C);
         const int64_t n = s.N * s.C;
-        auto x = gt::randn(n, 10, 2.0), dy = gt::randn(n, 11), base = gt::randn(n, 12);
+        auto x = gt::randn(n, 10, 2.0), dy = gt::randn(n, 11);
         const double eps = 1.1920929e-07;
         std::vector<double> y(n), r(s.N), dx(n);
         rmsnorm_forward_cpu<double>(y.data(), r.data(), to_d(x).data(), s.N, s.C, eps);
@@ -63,18 +63,13 @@ TEST_CASE("gpu rmsnorm: forward (fp32 + bf16 out) / backward (overwrite and accu
         float *gx = gt::to_dev(x), *gdy = gt::to_dev(dy), *gy = gt::dev_alloc<float>(n), *gr = gt::dev_alloc<float>(s.N);
         auto* gyb = gt::dev_alloc<__nv_bfloat16>(n);
         float* gdx = gt::dev_alloc<float>(n);
-        float* gacc = gt::to_dev(base);
         rmsnorm_forward(gy, gyb, gr, gx, s.N, s.C, (float)eps, 0);
         CHECK_REL("y f32", gt::to_host(gy, n), to_float(y), 1e-5);
         CHECK_REL("y bf16", gt::to_host(gyb, n), to_float(y), 1e-2);
         CHECK_REL("rstd", gt::to_host(gr, s.N), to_float(r), 1e-5);
-        rmsnorm_backward(gdx, gdy, gx, gr, s.N, s.C, false, 0);
-        rmsnorm_backward(gacc, gdy, gx, gr, s.N, s.C, true, 0);
+        rmsnorm_backward(gdx, gdy, gx, gr, s.N, s.C, 0);
         CHECK_REL("dx", gt::to_host(gdx, n), to_float(dx), 1e-5);
-        std::vector<float> want(n);
-        for (int64_t i = 0; i < n; i++) want[i] = (float)(base[i] + dx[i]);
-        CHECK_REL("dx accumulated", gt::to_host(gacc, n), want, 1e-5);
-        for (void* p : {(void*)gx, (void*)gdy, (void*)gy, (void*)gr, (void*)gyb, (void*)gdx, (void*)gacc}) cudaCheck(cudaFree(p));
+        for (void* p : {(void*)gx, (void*)gdy, (void*)gy, (void*)gr, (void*)gyb, (void*)gdx}) cudaCheck(cudaFree(p));
     }
 }
 
@@ -122,7 +117,7 @@ TEST_CASE("gpu softcap cross-entropy: losses, mean, dlogits (in place)") {
 
 TEST_CASE("gpu embedding: forward / deterministic backward (accumulate)") {
     struct S { int64_t N; int C, V; };
-    for (S s : {S{1000, 512, 8192}, S{4099, 64, 50}, S{3, 77, 17}}) {
+    for (S s : {S{1000, 512, 8192}, S{65536, 512, 8192}, S{4099, 64, 50}, S{3, 77, 17}, S{300, 1100, 40}}) {
         CAPTURE(s.N); CAPTURE(s.C); CAPTURE(s.V);
         auto wte = gt::randn((int64_t)s.V * s.C, 40), dout = gt::randn(s.N * s.C, 41), dw0 = gt::randn((int64_t)s.V * s.C, 42);
         std::vector<int32_t> tok(s.N);
@@ -134,46 +129,37 @@ TEST_CASE("gpu embedding: forward / deterministic backward (accumulate)") {
         float *gw = gt::to_dev(wte), *gd = gt::to_dev(dout), *go = gt::dev_alloc<float>(s.N * s.C);
         float* gdw = gt::to_dev(dw0);
         auto* gt_ = gt::to_dev(tok);
+        void* scratch = gt::dev_alloc<char>((int64_t)embedding_backward_scratch_bytes(s.N, s.V));
         embedding_forward(go, gt_, gw, s.N, s.C, s.V, 0);
-        embedding_backward(gdw, gd, gt_, s.N, s.C, s.V, 0);
+        embedding_backward(gdw, gd, gt_, s.N, s.C, s.V, scratch, 0);
         CHECK_REL("out", gt::to_host(go, s.N * s.C), to_float(out), 0.0);
         auto first = gt::to_host(gdw, (int64_t)s.V * s.C);
         CHECK_REL("dwte", first, to_float(dw), 1e-5);
         cudaCheck(cudaMemcpy(gdw, dw0.data(), dw0.size() * 4, cudaMemcpyHostToDevice));
-        embedding_backward(gdw, gd, gt_, s.N, s.C, s.V, 0);
+        embedding_backward(gdw, gd, gt_, s.N, s.C, s.V, scratch, 0);
         auto second = gt::to_host(gdw, (int64_t)s.V * s.C);
         CHECK(memcmp(first.data(), second.data(), first.size() * 4) == 0);
-        for (void* p : {(void*)gw, (void*)gd, (void*)go, (void*)gdw, (void*)gt_}) cudaCheck(cudaFree(p));
+        for (void* p : {(void*)gw, (void*)gd, (void*)go, (void*)gdw, (void*)gt_, scratch}) cudaCheck(cudaFree(p));
     }
 }
 
-TEST_CASE("gpu wiring: resid_mix and scale_add forward / backward") {
+TEST_CASE("gpu wiring: scale_add forward / backward") {
     struct S { int64_t N; int C; };
     for (S s : {S{1000, 512}, S{67, 77}}) {
         CAPTURE(s.N); CAPTURE(s.C);
         const int64_t n = s.N * s.C;
-        auto x = gt::randn(n, 50), x0 = gt::randn(n, 51), y = gt::randn(n, 52), dout = gt::randn(n, 53);
-        auto mix = gt::randn(2 * s.C, 54), sc = gt::randn(s.C, 55), dmix0 = gt::randn(2 * s.C, 56);
-        auto dsc0 = gt::randn(s.C, 57), dx00 = gt::randn(n, 58);
+        auto x = gt::randn(n, 50), y = gt::randn(n, 52), dout = gt::randn(n, 53);
+        auto sc = gt::randn(s.C, 55);
+        auto dsc0 = gt::randn(s.C, 57);
         gt::round_bf16(y);  // y read as bf16 in the bf16 variant
-        std::vector<double> o1(n), o2(n), dx(n), dx0 = to_d(dx00), dmix = to_d(dmix0), dy(n), dsc = to_d(dsc0);
-        resid_mix_forward_cpu<double>(o1.data(), to_d(x).data(), to_d(x0).data(), to_d(mix).data(), s.N, s.C);
-        resid_mix_backward_cpu<double>(dx.data(), dx0.data(), dmix.data(), to_d(dout).data(), to_d(x).data(),
-                                       to_d(x0).data(), to_d(mix).data(), s.N, s.C);
+        std::vector<double> o2(n), dy(n), dsc = to_d(dsc0);
         scale_add_forward_cpu<double>(o2.data(), to_d(x).data(), to_d(y).data(), to_d(sc).data(), s.N, s.C);
         scale_add_backward_cpu<double>(dy.data(), dsc.data(), to_d(dout).data(), to_d(y).data(), to_d(sc).data(), s.N, s.C);
-        float *gx = gt::to_dev(x), *gx0 = gt::to_dev(x0), *gy = gt::to_dev(y), *gdo = gt::to_dev(dout);
-        float *gmix = gt::to_dev(mix), *gsc = gt::to_dev(sc), *gdmix = gt::to_dev(dmix0), *gdsc = gt::to_dev(dsc0);
-        float *gdx0 = gt::to_dev(dx00), *go = gt::dev_alloc<float>(n), *gdx = gt::dev_alloc<float>(n);
+        float *gx = gt::to_dev(x), *gy = gt::to_dev(y), *gdo = gt::to_dev(dout);
+        float *gsc = gt::to_dev(sc), *gdsc = gt::to_dev(dsc0), *go = gt::dev_alloc<float>(n);
         float* gdyf = gt::dev_alloc<float>(n);
         auto* gyb = gt::to_dev_bf16(y);
         auto* gdyb = gt::dev_alloc<__nv_bfloat16>(n);
-        resid_mix_forward(go, gx, gx0, gmix, s.N, s.C, 0);
-        CHECK_REL("resid_mix out", gt::to_host(go, n), to_float(o1), 1e-5);
-        resid_mix_backward(gdx, gdx0, gdmix, gdo, gx, gx0, gmix, s.N, s.C, 0);
-        CHECK_REL("resid_mix dx", gt::to_host(gdx, n), to_float(dx), 1e-5);
-        CHECK_REL("resid_mix dx0 (accumulated)", gt::to_host(gdx0, n), to_float(dx0), 1e-5);
-        CHECK_REL("resid_mix dmix (accumulated)", gt::to_host(gdmix, 2 * s.C), to_float(dmix), 1e-5);
         gt::poison(go, n * 4);
         scale_add_forward(go, gx, gy, nullptr, gsc, s.N, s.C, 0);
         CHECK_REL("scale_add out (f32 y)", gt::to_host(go, n), to_float(o2), 1e-5);
@@ -185,8 +171,77 @@ TEST_CASE("gpu wiring: resid_mix and scale_add forward / backward") {
         CHECK_REL("scale_add dscale (accumulated)", gt::to_host(gdsc, s.C), to_float(dsc), 1e-5);
         scale_add_backward(nullptr, gdyb, gdsc, gdo, nullptr, gyb, gsc, s.N, s.C, 0);
         CHECK_REL("scale_add dy bf16", gt::to_host(gdyb, n), to_float(dy), 1e-2);
-        for (void* p : {(void*)gx, (void*)gx0, (void*)gy, (void*)gdo, (void*)gmix, (void*)gsc, (void*)gdmix, (void*)gdsc,
-                        (void*)gdx0, (void*)go, (void*)gdx, (void*)gdyf, (void*)gyb, (void*)gdyb})
+        for (void* p : {(void*)gx, (void*)gy, (void*)gdo, (void*)gsc, (void*)gdsc, (void*)go, (void*)gdyf, (void*)gyb,
+                        (void*)gdyb})
+            cudaCheck(cudaFree(p));
+    }
+}
+
+
+// The fused wiring kernels against the CPU twins composed: resid_mix, rmsnorm, scale_add.
+TEST_CASE("gpu wiring: mix_norm / mix_add_norm forward, norm_scale_add / mix_norm backward") {
+    struct S { int64_t N; int C; };
+    for (S s : {S{1000, 512}, S{67, 77}, S{130, 1024}, S{3, 200}}) {
+        CAPTURE(s.N); CAPTURE(s.C);
+        const int64_t n = s.N * s.C;
+        const double eps = 1.1920929e-07;
+        auto x = gt::randn(n, 70, 2.0), x0 = gt::randn(n, 71), y = gt::randn(n, 72), dn = gt::randn(n, 73);
+        auto dres = gt::randn(n, 74), mix = gt::randn(2 * s.C, 75), sc = gt::randn(s.C, 76);
+        auto dmix0 = gt::randn(2 * s.C, 77), dsc0 = gt::randn(s.C, 78), dx00 = gt::randn(n, 79);
+        gt::round_bf16(y);  // the mixer output is bf16
+        // CPU: xm = resid_mix(x, x0); n1 = rmsnorm(xm); xo = xm + sc * y; n2 = rmsnorm(xo)
+        std::vector<double> xm(n), n1(n), r1(s.N), xo(n), n2(n), r2(s.N);
+        resid_mix_forward_cpu<double>(xm.data(), to_d(x).data(), to_d(x0).data(), to_d(mix).data(), s.N, s.C);
+        rmsnorm_forward_cpu<double>(n1.data(), r1.data(), xm.data(), s.N, s.C, eps);
+        scale_add_forward_cpu<double>(xo.data(), xm.data(), to_d(y).data(), to_d(sc).data(), s.N, s.C);
+        rmsnorm_forward_cpu<double>(n2.data(), r2.data(), xo.data(), s.N, s.C, eps);
+        // backward 1: g = dres + rmsnorm_bwd(dn; xo); dy = sc * g; dsc += sum g y
+        std::vector<double> g(n), dy(n), dsc = to_d(dsc0);
+        rmsnorm_backward_cpu<double>(g.data(), to_d(dn).data(), xo.data(), r2.data(), s.N, s.C);
+        for (int64_t i = 0; i < n; i++) g[i] += dres[i];
+        scale_add_backward_cpu<double>(dy.data(), dsc.data(), g.data(), to_d(y).data(), to_d(sc).data(), s.N, s.C);
+        // backward 2: h = dres + rmsnorm_bwd(dn; xm); dx = mix0 h; dx0 += mix1 h; dmix += ...
+        std::vector<double> h(n), dx(n), dx0 = to_d(dx00), dmix = to_d(dmix0);
+        rmsnorm_backward_cpu<double>(h.data(), to_d(dn).data(), xm.data(), r1.data(), s.N, s.C);
+        for (int64_t i = 0; i < n; i++) h[i] += dres[i];
+        resid_mix_backward_cpu<double>(dx.data(), dx0.data(), dmix.data(), h.data(), to_d(x).data(), to_d(x0).data(),
+                                       to_d(mix).data(), s.N, s.C);
+
+        float *gx = gt::to_dev(x), *gx0 = gt::to_dev(x0), *gdn = gt::to_dev(dn), *gmix = gt::to_dev(mix);
+        float *gsc = gt::to_dev(sc), *gr = gt::dev_alloc<float>(s.N), *gxo = gt::dev_alloc<float>(n);
+        auto *gy = gt::to_dev_bf16(y), *gn = gt::dev_alloc<__nv_bfloat16>(n), *gdy = gt::dev_alloc<__nv_bfloat16>(n);
+        gt::poison(gn, n * 2); gt::poison(gr, s.N * 4);
+        mix_norm_forward(gn, gr, gx, gx0, gmix, s.N, s.C, (float)eps, 0);
+        CHECK_REL("mix_norm n", gt::to_host(gn, n), to_float(n1), 1e-2);
+        CHECK_REL("mix_norm rstd", gt::to_host(gr, s.N), to_float(r1), 1e-5);
+        // backward 2 reads rstd of x_mix: the one just written
+        float *gg = gt::to_dev(dres), *gdx = gt::dev_alloc<float>(n), *gdx0 = gt::to_dev(dx00), *gdmix = gt::to_dev(dmix0);
+        gt::poison(gdx, n * 4);
+        mix_norm_backward(gdx, gdx0, gdmix, gdn, gg, gx, gx0, gmix, gr, s.N, s.C, 0);
+        CHECK_REL("mix_norm dx", gt::to_host(gdx, n), to_float(dx), 1e-5);
+        CHECK_REL("mix_norm dx0 (accumulated)", gt::to_host(gdx0, n), to_float(dx0), 1e-5);
+        CHECK_REL("mix_norm dmix (accumulated)", gt::to_host(gdmix, 2 * s.C), to_float(dmix), 1e-5);
+        gt::poison(gn, n * 2); gt::poison(gr, s.N * 4); gt::poison(gxo, n * 4);
+        mix_add_norm_forward(gxo, gn, gr, gx, gx0, gmix, gy, gsc, s.N, s.C, (float)eps, 0);
+        CHECK_REL("mix_add_norm out", gt::to_host(gxo, n), to_float(xo), 1e-5);
+        CHECK_REL("mix_add_norm n", gt::to_host(gn, n), to_float(n2), 1e-2);
+        CHECK_REL("mix_add_norm rstd", gt::to_host(gr, s.N), to_float(r2), 1e-5);
+        float* gdsc = gt::to_dev(dsc0);
+        gt::poison(gdy, n * 2);
+        norm_scale_add_backward(gg, gdy, gdsc, gdn, gxo, gr, gy, gsc, s.N, s.C, 0);
+        CHECK_REL("norm_scale_add dx (accumulated)", gt::to_host(gg, n), to_float(g), 1e-5);
+        CHECK_REL("norm_scale_add dy (bf16)", gt::to_host(gdy, n), to_float(dy), 1e-2);
+        CHECK_REL("norm_scale_add dscale (accumulated)", gt::to_host(gdsc, s.C), to_float(dsc), 1e-5);
+        // deterministic: the parameter sums again from the same inputs, bit for bit
+        auto first = gt::to_host(gdmix, 2 * s.C);
+        cudaCheck(cudaMemcpy(gdmix, dmix0.data(), dmix0.size() * 4, cudaMemcpyHostToDevice));
+        cudaCheck(cudaMemcpy(gg, dres.data(), n * 4, cudaMemcpyHostToDevice));
+        mix_norm_forward(gn, gr, gx, gx0, gmix, s.N, s.C, (float)eps, 0);
+        mix_norm_backward(gdx, gdx0, gdmix, gdn, gg, gx, gx0, gmix, gr, s.N, s.C, 0);
+        auto second = gt::to_host(gdmix, 2 * s.C);
+        CHECK(memcmp(first.data(), second.data(), first.size() * 4) == 0);
+        for (void* p : {(void*)gx, (void*)gx0, (void*)gdn, (void*)gmix, (void*)gsc, (void*)gr, (void*)gxo, (void*)gy,
+                        (void*)gn, (void*)gdy, (void*)gg, (void*)gdx, (void*)gdx0, (void*)gdmix, (void*)gdsc})
             cudaCheck(cudaFree(p));
     }
 }
