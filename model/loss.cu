@@ -20,6 +20,12 @@ __device__ __forceinline__ float block_reduce(float v, bool is_max) {
     return v;
 }
 
+// tanh through one exp: 1 - 2 / (e^(2x) + 1), a few instructions against accurate tanhf's ~20 per
+// logit, which made this kernel compute-bound (2.4 ms per 131k x 8192 call against 1.45 ms of bytes).
+// |error| ~1e-7 for the |x| <= 1 of logits inside the cap, far below the bf16 rounding of the
+// logits it reads; exact limits +-1 for large |x| (e^(2x) = inf gives 1, 0 gives -1).
+__device__ __forceinline__ float fast_tanh(float x) { return 1.f - __fdividef(2.f, __expf(2.f * x) + 1.f); }
+
 // ---- CUDA kernels
 __global__ void __launch_bounds__(kThreads) softcap_ce_kernel(float* losses, __nv_bfloat16* dlogits,
                                                               const __nv_bfloat16* logits, const int32_t* targets,
@@ -36,7 +42,7 @@ __global__ void __launch_bounds__(kThreads) softcap_ce_kernel(float* losses, __n
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 float2 f = __bfloat1622float2(h[e]);
-                float a = cap * tanhf(f.x * inv_cap) * inv_tau, b = cap * tanhf(f.y * inv_cap) * inv_tau;
+                float a = cap * fast_tanh(f.x * inv_cap) * inv_tau, b = cap * fast_tanh(f.y * inv_cap) * inv_tau;
                 s[8 * i + 2 * e] = a;
                 s[8 * i + 2 * e + 1] = b;
                 mx = fmaxf(mx, fmaxf(a, b));
@@ -44,7 +50,7 @@ __global__ void __launch_bounds__(kThreads) softcap_ce_kernel(float* losses, __n
         }
     } else {
         for (int v = threadIdx.x; v < V; v += blockDim.x) {
-            s[v] = cap * tanhf(__bfloat162float(z[v]) * inv_cap) * inv_tau;
+            s[v] = cap * fast_tanh(__bfloat162float(z[v]) * inv_cap) * inv_tau;
             mx = fmaxf(mx, s[v]);
         }
     }

@@ -13,7 +13,7 @@
 // Gradient contract: dmix, dscale ACCUMULATE; dx0 ACCUMULATES (x0 feeds every block); scale_add's
 // dy = scale * dout OVERWRITES (bf16 where it is the input of a GEMM backward, fp32 for a U-Net
 // skip) and the residual's own gradient (dout) passes through untouched (the caller keeps it).
-// The fused kernels take a row per CTA of 128 threads (channel c on thread c % 128): C <= 1024.
+// The fused kernels take a row at a time per CTA of ~C/4 threads (4 channels each): C <= 4096.
 #pragma once
 #include "model/cuda_common.cuh"
 

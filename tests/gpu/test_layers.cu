@@ -181,7 +181,7 @@ TEST_CASE("gpu wiring: scale_add forward / backward") {
 // The fused wiring kernels against the CPU twins composed: resid_mix, rmsnorm, scale_add.
 TEST_CASE("gpu wiring: mix_norm / mix_add_norm forward, norm_scale_add / mix_norm backward") {
     struct S { int64_t N; int C; };
-    for (S s : {S{1000, 512}, S{67, 77}, S{130, 1024}, S{3, 200}}) {
+    for (S s : {S{1000, 512}, S{67, 77}, S{130, 1024}, S{3, 200}, S{7, 3000}}) {
         CAPTURE(s.N); CAPTURE(s.C);
         const int64_t n = s.N * s.C;
         const double eps = 1.1920929e-07;
