@@ -48,7 +48,7 @@
 #include "data/bpb.h"           // defines: BpbResult, bpb_result
 #include "optim/muon.cuh"       // defines: muon_matrices, MuonWorkspace, muon_step_sharded
 #include "optim/adam.cuh"       // defines: adam_tensors, AdamPlan, adam_step
-#include "optim/schedule.h"     // defines: lr_multiplier, muon_momentum_at
+#include "optim/schedule.h"     // defines: lr_multiplier, muon_momentum_at, ema_decay_at
 #include "optim/schedule.cuh"   // defines: ema_update
 #include "optim/checkpoint.h"   // defines: checkpoint_write, checkpoint_read
 #include "optim/dist.cuh"       // defines: Dist, dist_init, dist_all_reduce
@@ -290,7 +290,7 @@ int main(int argc, char** argv) {
                            {cfg.scalar_lr * mult, cfg.beta1, cfg.beta2, cfg.adam_eps, cfg.adam_wd}};
         adam_step(m.params, o.adam_m, o.adam_v, m.grads, o.plan, ah, 2, step + 1, stream);
         phase_mark(&timer, PH_ADAM);
-        if (use_ema) ema_update(o.ema, m.params, arena, cfg.ema_decay, stream);
+        if (use_ema) ema_update(o.ema, m.params, arena, ema_decay_at(cfg, step), stream);
         gpu_model_refresh_bf16(&m);
         phase_mark(&timer, PH_OTHER);
         std::vector<float> losses(accum);

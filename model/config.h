@@ -69,6 +69,7 @@
     X(FLOAT, adam_eps, 1e-8, "Adam eps")                                                           \
     X(FLOAT, adam_wd, 0.0, "Adam decoupled weight decay (AdamW; the seed: 0)")                     \
     X(FLOAT, ema_decay, 0.997, "EMA of weights decay (0 = off)")                                   \
+    X(INT, ema_warmup, 1, "EMA decay min(ema_decay, (1+t)/(10+t)) at step t; 0 = constant (seed)") \
     X(FLOAT, late_qat_threshold, 0.15, "late QAT: fake-quant matrices once lr mult < this (0 = off)")           \
     /* ---- quantization (quant/plan.h decides bits per tensor and row group from these) */        \
     X(INT, quant_bits_matrix, 6, "bits for matrix rows (2..8)")                                    \

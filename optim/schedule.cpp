@@ -26,6 +26,10 @@ double muon_momentum_at(const Config& c, int64_t step) {
     return (1.0 - frac) * c.muon_momentum_warmup_start + frac * c.muon_momentum;
 }
 
+double ema_decay_at(const Config& c, int64_t step) {
+    return c.ema_warmup ? std::min(c.ema_decay, (1.0 + step) / (10.0 + step)) : c.ema_decay;
+}
+
 void ema_update_cpu(float* ema, const float* w, int64_t n, double decay) {
     const float d = (float)decay, omd = (float)(1.0 - decay);
     for (int64_t i = 0; i < n; i++) ema[i] = d * ema[i] + omd * w[i];

@@ -150,6 +150,25 @@ TEST_CASE("schedule: Muon momentum warmup 0.85 -> 0.99 over 500 steps") {
     CHECK(muon_momentum_at(c, 0) == doctest::Approx(0.99));
 }
 
+TEST_CASE("schedule: EMA decay warm-up (1+t)/(10+t) up to ema_decay") {
+    Config c;
+    CHECK(c.ema_warmup == 1);
+    CHECK(ema_decay_at(c, 0) == doctest::Approx(0.1));
+    CHECK(ema_decay_at(c, 90) == doctest::Approx(0.91));
+    CHECK(ema_decay_at(c, 2989) == doctest::Approx(2990.0 / 2999.0));
+    CHECK(ema_decay_at(c, 2990) == doctest::Approx(0.997));
+    CHECK(ema_decay_at(c, 100000) == doctest::Approx(0.997));
+    c.ema_warmup = 0;
+    CHECK(ema_decay_at(c, 0) == doctest::Approx(0.997));
+    // the initialization's weight in the EMA after 463 steps: 0.997^463 = 25% without warm-up,
+    // the product of the warmed-up decays (~1e-5) with it
+    double init_const = 1, init_warm = 1;
+    Config w;
+    for (int t = 0; t < 463; t++) init_const *= ema_decay_at(c, t), init_warm *= ema_decay_at(w, t);
+    CHECK(init_const == doctest::Approx(0.249).epsilon(0.01));
+    CHECK(init_warm < 1e-4);
+}
+
 TEST_CASE("schedule: EMA update") {
     float ema[3] = {1.f, 2.f, -4.f}, w[3] = {3.f, 2.f, 0.f};
     ema_update_cpu(ema, w, 3, 0.75);
@@ -295,7 +314,7 @@ struct ToyRun {
         int64_t o = R0 * C0 + R1 * C1;
         AdamHyper ah{c.scalar_lr * mul, c.beta1, c.beta2, c.adam_eps, c.adam_wd};
         adam_step_cpu(p.data() + o, m.data() + o, v.data() + o, g.data() + o, NV, ah, step + 1);
-        ema_update_cpu(ema.data(), p.data(), N, c.ema_decay);
+        ema_update_cpu(ema.data(), p.data(), N, ema_decay_at(c, step));
         step++;
         elapsed += 1.0;  // a fixed clock keeps the schedule reproducible
         loader[step % 16]++;

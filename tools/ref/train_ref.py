@@ -6,7 +6,7 @@ embedding at tied_embed_lr, Group::scalar tensors at scalar_lr), with the lr mul
 Muon momentum warmup of optim/schedule.cpp (lr_multiplier, muon_momentum_at) written again below.
 One step: gradient of the mean loss over all micro batches (each micro batch's mean loss / count),
 then Muon and Adam with the step's scheduled lr, then (ema_decay > 0) the EMA of the weights,
-ema = d*ema + (1-d)*w from the initial weights, as train keeps it. Not modelled: late QAT
+ema = d*ema + (1-d)*w from the initial weights with d = ema_decay_at(step), as train keeps it. Not modelled: late QAT
 (quant/fake_quant.h): compare with --late-qat-threshold 0, as tools/ref/compare_gpu.sh does.
 
 Inputs come from build/dump_run (tools/dump_run.cpp), so both trainers start from the same numbers:
@@ -202,6 +202,12 @@ def muon_momentum_at(hp, step):
     return (1 - frac) * hp["muon_momentum_warmup_start"] + frac * hp["muon_momentum"]
 
 
+def ema_decay_at(hp, step):
+    """optim/schedule.cpp's ema_decay_at: min(ema_decay, (1+t)/(10+t)) with ema_warmup, else ema_decay."""
+    d = float(hp.get("ema_decay", 0.0))
+    return min(d, (1.0 + step) / (10.0 + step)) if hp.get("ema_warmup", 0) else d
+
+
 def model_config(hp):
     """The model-shape fields of hp as tools/ref/model.py's Config, Mamba-3 in its chunked form."""
     fields = {k: hp[k] for k in M.Config.__dataclass_fields__ if k in hp}
@@ -260,9 +266,10 @@ class RefTrainer:
             g["lr"] = g["base_lr"] * mult
         self.adam.step()
         if self.ema is not None:
+            d = ema_decay_at(hp, self.step_count)
             with torch.no_grad():
                 for e, p in zip(self.ema, self.gpt.parameters()):
-                    e.mul_(self.ema_decay).add_(p, alpha=1 - self.ema_decay)
+                    e.mul_(d).add_(p, alpha=1 - d)
         self.step_count += 1
         return total / w.shape[0], mult, mom
 
