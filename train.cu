@@ -58,7 +58,8 @@
 #include "quant/export.h"       // defines: hessians_write
 #include "quant/gptq.cuh"       // defines: gptq_quantize_gpu
 #include "quant/hessian.cuh"    // defines: GpuHessians, hessians_*
-#include "quant/size.h"         // defines: size_report, size_print, counted_sources
+#include "quant/size.h"         // defines: size_report, size_print, kSizeLimit
+#include "quant/plan.h"         // defines: quantize_model, quant_fit_next, matrix_values
 #include "quant/fake_quant.cuh" // defines: FakeQuantGpu, fake_quant_gpu_create, fake_quant_bf16
 #include "eval/eval.cuh"        // defines: eval_gpu, eval_gpu_report
 #include <chrono>
@@ -479,8 +480,9 @@ int main(int argc, char** argv) {
         go.clip_search = cfg.quant_clip_search != 0;
         size_t slash = artifact_path.rfind('/');
         if (slash != std::string::npos) mkdir(artifact_path.substr(0, slash).c_str(), 0755);
-        // quant_fit: while code + model > 16,000,000, first absmax scales (fewer distinct codes),
-        // then one bit less on the matrix rows, down to 4; the artifact's header records the bits
+        // quant_fit: while code + model > 16,000,000, absmax scales (fewer distinct codes) and fewer
+        // bits on the matrix rows, as many as the overshoot asks for (quant_fit_next), down to 4;
+        // the artifact's header records the bits
         Config qcfg = cfg;
         for (;;) {
             QuantModel qm;
@@ -498,11 +500,14 @@ int main(int argc, char** argv) {
             printf("artifact: code %lld + model %lld = %lld bytes; <= 16,000,000: %s\n", (long long)sr.code_bytes,
                    (long long)sr.model_bytes, (long long)sr.total(), sr.ok() ? "yes" : "no");
             fflush(stdout);
-            if (sr.ok() || !cfg.quant_fit || (!go.clip_search && qcfg.quant_bits_matrix <= 4)) break;
-            if (go.clip_search) go.clip_search = false;
-            else qcfg.quant_bits_matrix--;
+            QuantFitTry next{qcfg.quant_bits_matrix, go.clip_search};
+            if (sr.ok() || !cfg.quant_fit ||
+                !quant_fit_next(&next, sr.total() - kSizeLimit, sr.model_bytes, matrix_values(qcfg)))
+                break;
+            qcfg.quant_bits_matrix = next.bits;
+            go.clip_search = next.clip_search;
             printf("quant_fit: over by %lld bytes: again with INT%d matrices, absmax scales\n",
-                   (long long)(sr.total() - 16000000), qcfg.quant_bits_matrix);
+                   (long long)(sr.total() - kSizeLimit), qcfg.quant_bits_matrix);
         }
         for (const double* p : dh)
             if (p) cudaCheck(cudaFree((void*)p));

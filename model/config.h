@@ -79,7 +79,7 @@
     X(FLOAT, quant_damp, 0.01, "GPTQ damping, fraction of mean diag(H)")                           \
     X(INT, quant_act_order, 1, "GPTQ: columns in order of decreasing diag(H)")                     \
     X(INT, quant_clip_search, 1, "row scales: 1 = percentile clip search, 0 = absmax")             \
-    X(INT, quant_fit, 1, "over 16,000,000: absmax scales, then 1 bit less on matrices (>= 4)")     \
+    X(INT, quant_fit, 1, "over 16,000,000: absmax, fewer matrix bits as needed (>= 4)")            \
     X(INT, hessian_batches, 1, "GPTQ Hessians: training micro-batches per GPU after training (0 = RTN)") \
     X(INT, quant_ema, 1, "quantize the EMA weights (when ema_decay > 0); 0 = the live weights")     \
     /* ---- evaluation */                                                                          \

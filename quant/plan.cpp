@@ -2,6 +2,8 @@
 #include "quant/plan.h"
 #include "model/common.h"
 #include "quant/pack.h"
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 const char* tensor_kind_name(TensorKind k) {
@@ -64,6 +66,30 @@ std::vector<TensorPlan> quant_plan(const Config& c) {
         plan.push_back(p);
     }
     return plan;
+}
+
+bool quant_fit_next(QuantFitTry* t, int64_t over, int64_t model_bytes, int64_t matrix_values) {
+    if (over <= 0) return false;
+    if (t->clip_search && over * 100 <= model_bytes) {
+        t->clip_search = false;
+        return true;
+    }
+    const double per_bit = std::max<double>(matrix_values / 8.0, 1.0);
+    const int drop = std::max(1, (int)std::ceil(over / per_bit));
+    const int bits = std::max(4, t->bits - drop);
+    if (bits == t->bits && !t->clip_search) return false;
+    t->bits = bits;
+    t->clip_search = false;
+    return true;
+}
+
+int64_t matrix_values(const Config& cfg) {
+    int64_t n = 0;
+    for (const TensorPlan& p : quant_plan(cfg))
+        if (p.is_matrix())
+            for (const RowGroup& g : p.groups)
+                if (g.bits == cfg.quant_bits_matrix) n += (g.row1 - g.row0) * p.spec.cols;
+    return n;
 }
 
 std::vector<int> plan_row_bits(const TensorPlan& p) {

@@ -55,5 +55,20 @@ typedef void (*GptqFn)(int8_t* q, const float* W, const double* H, const uint16_
 // `gptq` reads it), else round-to-nearest. Scales: row_scales_cpu with opt.clip_search, for both.
 void quantize_model(QuantModel* qm, const Config& cfg, const float* arena, const std::vector<const double*>* hessians,
                     const GptqOptions& opt, GptqFn gptq = gptq_quantize_cpu);
+// quant_fit (train.cu): the next try after an artifact `over` bytes above the limit, quantized with
+// t->bits on the matrix rows and clip-search (or absmax) scales. One bit less on those rows saves
+// about matrix_values / 8 bytes of LZMA output (2.68 MB per bit measured on the seed model's 21 M
+// such values), absmax scales alone ~1% of the model (0.2 MB). So a small overshoot (<= 1% of
+// model_bytes) tries absmax at the same bits; a larger one goes straight to absmax at the bits the
+// estimate says fit (at least one less, never below 4), skipping rounds that cannot fit (each
+// round costs ~22 s of LZMA). Returns false when nothing is left to try.
+struct QuantFitTry {
+    int bits;
+    bool clip_search;
+};
+bool quant_fit_next(QuantFitTry* t, int64_t over, int64_t model_bytes, int64_t matrix_values);
+// Values in matrix rows the plan quantizes at quant_bits_matrix (the rows quant_fit lowers).
+int64_t matrix_values(const Config& cfg);
+
 // Writes the dequantized weights into a float arena of param_arena_size(cfg) (padding zeroed).
 void dequantize_model(float* arena, const Config& cfg, const QuantModel& qm);

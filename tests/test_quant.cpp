@@ -5,7 +5,7 @@
 #include "quant/artifact.h"    // defines: artifact_write, artifact_read, artifact_load, crc32_update
 #include "quant/gptq.h"        // defines: gptq_quantize_cpu, rtn_quantize_cpu, row_scales_cpu, quant_error_cpu
 #include "quant/pack.h"        // defines: pack_signed, unpack_signed, BitWriter, float_to_half
-#include "quant/plan.h"        // defines: quant_plan, quantize_model, dequantize_model
+#include "quant/plan.h"        // defines: quant_plan, quantize_model, dequantize_model, quant_fit_next, matrix_values
 #include "quant/size.h"        // defines: counted_sources, code_archive, size_report
 #include "tests/expect_fatal.h"
 #include "tests/quant_config.h"
@@ -130,6 +130,48 @@ TEST_CASE("quant: percentile clip search never loses to absmax round-to-nearest"
     INFO("absmax " << ea << ", clip search " << ec);
     CHECK(ec <= ea);
     CHECK(ec < 0.99 * ea);  // with outliers, clipping must actually help
+}
+
+TEST_CASE("quant: quant_fit_next asks for as few bits less as the overshoot needs") {
+    Config c;
+    const int64_t mv = matrix_values(c);
+    // every value of the plan's matrix rows at quant_bits_matrix: the seed's matrices minus the
+    // INT8 embedding and in_proj's dd_dt / dd_A rows
+    int64_t all = 0;
+    for (auto& s : param_specs(c))
+        if (s.group == Group::matrix) all += s.numel();
+    CHECK(mv < all);
+    CHECK(mv > all * 9 / 10);
+    // session 3's run: INT6 clip-search 2,455,153 bytes over with an 18.3 MB model -> INT5 absmax
+    // at once (the absmax-only round saved 0.2 MB, the bit 2.7 MB)
+    QuantFitTry t{6, true};
+    REQUIRE(quant_fit_next(&t, 2455153, 18328657, mv));
+    CHECK(t.bits == 5);
+    CHECK(!t.clip_search);
+    // 1% over or less: absmax at the same bits first
+    t = {6, true};
+    REQUIRE(quant_fit_next(&t, 150000, 18328657, mv));
+    CHECK(t.bits == 6);
+    CHECK(!t.clip_search);
+    // far over: several bits at once, never below 4
+    t = {6, false};
+    REQUIRE(quant_fit_next(&t, mv / 8 + 1, 30000000, mv));
+    CHECK(t.bits == 4);
+    t = {8, false};
+    REQUIRE(quant_fit_next(&t, 100 * mv, 30000000, mv));
+    CHECK(t.bits == 4);
+    // nothing left: absmax at 4 bits; or not over at all
+    t = {4, false};
+    CHECK(!quant_fit_next(&t, 1000000, 16000000, mv));
+    t = {4, true};
+    CHECK(quant_fit_next(&t, 5000000, 16000000, mv));
+    CHECK((t.bits == 4 && !t.clip_search));
+    t = {6, true};
+    CHECK(!quant_fit_next(&t, 0, 16000000, mv));
+    // the count follows the bits: lowering quant_bits_matrix keeps the same rows
+    Config c5 = c;
+    c5.quant_bits_matrix = 5;
+    CHECK(matrix_values(c5) == mv);
 }
 
 TEST_CASE("quant: plan derives bits per tensor and row group from the config") {
