@@ -34,6 +34,11 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
     __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
     return *reinterpret_cast<uint32_t*>(&v);
 }
+// x (two bf16) times (e.x, e.y), rounded back to bf16
+__device__ __forceinline__ uint32_t scale_bf16x2(uint32_t x, float2 e) {
+    const __nv_bfloat162 v = *reinterpret_cast<const __nv_bfloat162*>(&x);
+    return pack_bf16(__low2float(v) * e.x, __high2float(v) * e.y);
+}
 __device__ __forceinline__ void ldsm4(uint32_t r[4], const bf16* p) {
     uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -81,13 +86,12 @@ __device__ __forceinline__ void zero_acc(float (*acc)[4]) {
 __device__ __forceinline__ int acc_row(int r0, int e) { return r0 + ((threadIdx.x & 31) >> 2) + ((e >> 1) << 3); }
 __device__ __forceinline__ int acc_col(int j, int e) { return 8 * j + 2 * (threadIdx.x & 3) + (e & 1); }
 
-// Global -> shared copies that do not wait (cp.async, 16 B each, zero-filled past the end): a chunk
-// issues all of its tile loads at once, then waits once (cp_async_wait_all + __syncthreads).
+// Global -> shared copies that do not wait (cp.async, 16 B each, zero-filled past the end): the walks
+// issue a chunk's loads one chunk ahead as commit groups and wait for them by group count.
 __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
     const uint32_t sa = (uint32_t)__cvta_generic_to_shared(dst);
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(sa), "l"(src), "r"(valid ? 16 : 0));
 }
-__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
 // 64 rows x 64 bf16 (row stride `ld` elements) into a tile; rows >= nrows are zero. NTH: threads per CTA.
 template <int NTH>
 __device__ __forceinline__ void load_tile(Tile& dst, const bf16* src, int64_t ld, int nrows) {
@@ -103,39 +107,63 @@ __device__ __forceinline__ void load_floats(float* dst, const float* src, int n1
     for (int k = threadIdx.x; k < n16; k += NTH) cp_async16(dst + 4 * k, src + (k < nvalid16 ? 4 * k : 0), k < nvalid16);
 }
 
-// Per-chunk scalars shared by both directions (threads 0..63, one position each; padded rows get
-// adt = dt = 0, so gamma = scale = 0 and they add nothing).
-struct ChunkScalars {
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+// Wait until at most N of the committed groups are still in flight (the newest ones).
+template <int N>
+__device__ __forceinline__ void cp_async_wait_group() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
+
+// Per-chunk scalars shared by both directions. Warp 0 computes them, lane l for positions 2l and
+// 2l+1, so the cumsum is one warp scan with no barrier; padded rows get adt = dt = trap = 0, so
+// gamma = scale = 0 and they add nothing (lam = sigmoid(0) = 0.5 there).
+// Their inputs come one chunk ahead by cp.async (ScalarRaw), each lane copying what it reads itself,
+// so after the chunk's cp.async wait no barrier is needed; dependent global loads at the top of every
+// chunk were on the walk's critical path.
+struct alignas(16) ChunkScalars {
     float acs[L], eacs[L], erev[L], lam[L], gam[L], scale[L], dtv[L];
-    float wsum[2];
 };
-__device__ void chunk_scalars(ChunkScalars& s, const float* adt, const float* dt, const float* trap,
-                              int64_t bh, int T, int t0) {
-    const int tid = threadIdx.x, lane = tid & 31;
-    float x = 0.f;
-    if (tid < L) {
-        const int t = t0 + tid;
-        float a = 0.f, dtt = 0.f, lam = 0.5f, sg = 0.f;
-        if (t < T) { a = adt[bh * T + t]; dtt = dt[bh * T + t]; lam = sigmoidf_(trap[bh * T + t]); }
-        // look-ahead (§3.1): sigma~_t = dt_{t+1} (1 - lam_{t+1}), zero at the sequence end
-        if (t + 1 < T) sg = dt[bh * T + t + 1] * (1.f - sigmoidf_(trap[bh * T + t + 1]));
-        s.lam[tid] = lam; s.dtv[tid] = dtt; s.gam[tid] = dtt * lam; s.scale[tid] = dtt * lam + sg;
-        x = a;
+struct ScalarRaw {
+    float v[32][9];  // lane l: adt, dt, trap at positions 2l, 2l+1 and dt, trap at 2l+2 (look-ahead); padded
+};
+__device__ __forceinline__ void cp_async4(float* dst, const float* src, bool valid) {
+    const uint32_t sa = (uint32_t)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(sa), "l"(src), "r"(valid ? 4 : 0));
+}
+__device__ __forceinline__ void load_scalars(ScalarRaw& r, const float* adt, const float* dt, const float* trap,
+                                             int64_t bh, int T, int t0) {
+    if (threadIdx.x >= 32) return;
+    const int lane = threadIdx.x, t = t0 + 2 * lane;
+    const float *pa = adt + bh * T, *pd = dt + bh * T, *pt = trap + bh * T;
+    float* v = r.v[lane];
 #pragma unroll
-        for (int o = 1; o < 32; o <<= 1) {
-            float y = __shfl_up_sync(0xffffffffu, x, o);
-            if (lane >= o) x += y;
-        }
-        if (lane == 31) s.wsum[tid >> 5] = x;
+    for (int k = 0; k < 3; k++) {
+        const bool ok = t + k < T;
+        if (k < 2) cp_async4(v + k, pa + (ok ? t + k : 0), ok);
+        cp_async4(v + 2 + k, pd + (ok ? t + k : 0), ok);
+        cp_async4(v + 5 + k, pt + (ok ? t + k : 0), ok);
     }
-    __syncthreads();
-    if (tid < L) {
-        if (tid >= 32) x += s.wsum[0];
-        s.acs[tid] = x;
-        s.eacs[tid] = __expf(x);
+}
+__device__ void chunk_scalars(ChunkScalars& s, const ScalarRaw& raw) {
+    if (threadIdx.x >= 32) return;
+    const int lane = threadIdx.x, i = 2 * lane;
+    const float* v = raw.v[lane];
+    const float a0 = v[0], a1 = v[1], dt0 = v[2], dt1 = v[3], dt2 = v[4];
+    const float lam0 = sigmoidf_(v[5]), lam1 = sigmoidf_(v[6]);
+    // look-ahead (§3.1): sigma~_t = dt_{t+1} (1 - lam_{t+1}), zero at the sequence end (dt = 0 there)
+    const float sg0 = dt1 * (1.f - lam1), sg1 = dt2 * (1.f - sigmoidf_(v[7]));
+    s.lam[i] = lam0; s.lam[i + 1] = lam1;
+    s.dtv[i] = dt0; s.dtv[i + 1] = dt1;
+    s.gam[i] = dt0 * lam0; s.gam[i + 1] = dt1 * lam1;
+    s.scale[i] = dt0 * lam0 + sg0; s.scale[i + 1] = dt1 * lam1 + sg1;
+    float x = a0 + a1;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        const float y = __shfl_up_sync(0xffffffffu, x, o);
+        if (lane >= o) x += y;
     }
-    __syncthreads();
-    if (tid < L) s.erev[tid] = __expf(s.acs[L - 1] - s.acs[tid]);
+    const float c1 = x, c0 = x - a1, tot = __shfl_sync(0xffffffffu, x, 31);
+    s.acs[i] = c0; s.acs[i + 1] = c1;
+    s.eacs[i] = __expf(c0); s.eacs[i + 1] = __expf(c1);
+    s.erev[i] = __expf(tot - c0); s.erev[i + 1] = __expf(tot - c1);
 }
 
 // ================================================================ forward
@@ -149,6 +177,7 @@ struct FwdSmem {
     float qkd[L];
     float qb[NN], kb[NN];
     ChunkScalars cs;
+    ScalarRaw raw;
 };
 
 __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
@@ -185,18 +214,25 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
         for (int e = 0; e < 4; e += 2)
             *reinterpret_cast<uint32_t*>(&s.Hc[acc_row(r0, e)][c0 + acc_col(j, e)]) = pack_bf16(accH[j][e], accH[j][e + 1]);
 
+    // Loads run a chunk ahead where the tile is dead early: k_raw, theta and the scalars after the
+    // rotation, q_raw (the score tile) after S.V; v and z are issued at the chunk's top and first waited
+    // for before S.V. cp.async groups in flight at a chunk's top: {k_raw, theta, scalars}, {q_raw}.
+    const int64_t ldv = (int64_t)H * PP, ldq = (int64_t)G * NN;
+    load_tile<NT>(s.Kr, k_raw + (int64_t)b * T * ldq + g * NN, ldq, min(L, T));
+    load_floats<NT>(s.theta, theta + (int64_t)b * T * S, L * S / 4, min(L, T) * S / 4);
+    load_scalars(s.raw, adt, dt, trap, bh, T, 0);
+    cp_async_commit();
+    load_tile<NT>(s.Qr, q_raw + (int64_t)b * T * ldq + g * NN, ldq, min(L, T));
+    cp_async_commit();
+
     for (int c = 0; c < NC; c++) {
-        const int t0 = c * L, nrows = min(L, T - t0);
-        __syncthreads();  // previous chunk's readers of every tile are done
-        const int64_t ldv = (int64_t)H * PP, ldq = (int64_t)G * NN;
+        const int t0 = c * L, nrows = min(L, T - t0), t1 = t0 + L, nrows1 = min(L, T - t1);
+        cp_async_wait_group<0>();    // this chunk's k_raw, theta, scalars, q_raw
+        chunk_scalars(s.cs, s.raw);  // (the previous chunk read its scalars before its last barrier)
+        __syncthreads();             // previous chunk's readers of every tile are done; copies visible
         load_tile<NT>(s.V, v + ((int64_t)b * T + t0) * ldv + h * PP, ldv, nrows);
         load_tile<NT>(s.Z, z + ((int64_t)b * T + t0) * ldv + h * PP, ldv, nrows);
-        load_tile<NT>(s.Qr, q_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
-        load_tile<NT>(s.Kr, k_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
-        load_floats<NT>(s.theta, theta + ((int64_t)b * T + t0) * S, L * S / 4, nrows * S / 4);
-        chunk_scalars(s.cs, adt, dt, trap, bh, T, t0);
-        cp_async_wait_all();
-        __syncthreads();
+        cp_async_commit();
         // ---- angles (§3.6): phi = carry + cumsum(pi tanh(theta) dt), mod 2pi; carry mod 2pi
         for (int i = warp; i < S; i += NT / 32) {
             float w0 = 0.f, w1 = 0.f;
@@ -260,7 +296,13 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
         }
         if (fin.v && c == NC - 1 && tid < PP)
             fin.v[bh * PP + tid] = __bfloat162float(v[((int64_t)b * T + T - 1) * ldv + h * PP + tid]);
-        __syncthreads();
+        __syncthreads();  // k_raw and theta are dead: the next chunk's go in now
+        if (c + 1 < NC) {
+            load_tile<NT>(s.Kr, k_raw + ((int64_t)b * T + t1) * ldq + g * NN, ldq, nrows1);
+            load_floats<NT>(s.theta, theta + ((int64_t)b * T + t1) * S, L * S / 4, nrows1 * S / 4);
+            load_scalars(s.raw, adt, dt, trap, bh, T, t1);
+        }
+        cp_async_commit();
         // ---- y_i = exp(Acs_i) Hc q_i + sum_{j<i} (q_i.k~_j) exp(Acs_i - Acs_j) v_j + (D + d_i) v_i
         // The masked scores go to the (now dead) q_raw tile: S.V needs whole rows of them.
         Tile& Sc = s.Qr;
@@ -285,7 +327,8 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
         for (int j = 0; j < 4; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) accY[j][e] *= s.cs.eacs[acc_row(r0, e)];
-        __syncthreads();  // every score row is complete
+        cp_async_wait_group<1>();  // v, z (the next chunk's k_raw, theta may still be in flight)
+        __syncthreads();           // every score row is complete; v, z visible
         warp_gemm<false, true, 4>(accY, Sc, s.V, r0, 0, r0 + 16, c0);
 #pragma unroll
         for (int j = 0; j < 4; j++)
@@ -299,7 +342,10 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
                 *reinterpret_cast<uint32_t*>(&s.Y[i][p]) = pack_bf16(y0, y1);
                 *reinterpret_cast<uint32_t*>(&s.Z[i][p]) = pack_bf16(y0 * z0 * sigmoidf_(z0), y1 * z1 * sigmoidf_(z1));
             }
-        __syncthreads();
+        const float eAc = expf(s.cs.acs[L - 1]);  // read before the barrier: the next chunk's top rewrites it
+        __syncthreads();  // the score tile is dead: the next chunk's q_raw goes in
+        if (c + 1 < NC) load_tile<NT>(s.Qr, q_raw + ((int64_t)b * T + t1) * ldq + g * NN, ldq, nrows1);
+        cp_async_commit();
         // ---- write y, out (coalesced); save the state entering this chunk; update the state
         for (int k = tid; k < L * 8; k += NT) {
             const int r = k >> 3, c8 = (k & 7) * 8;
@@ -310,7 +356,6 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
             }
         }
         float* st = states + (bh * NC + c) * PP * NN;
-        const float eAc = expf(s.cs.acs[L - 1]);
 #pragma unroll
         for (int j = 0; j < 4; j++)
 #pragma unroll
@@ -339,8 +384,9 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
 
 // ================================================================ backward
 struct BwdSmem {
-    Tile Q, K, V, dY, Hc, dH, P1, P2, Qr, Kr;  // q rot; k~; v; dy; H entering; dH leaving; M.G' (later
-                                               // exp(Acs) q); M.SK; q_raw; k_raw
+    Tile Q, K, V, dY, Hc, dH, P1, P2, Qr, Kr;  // q rot; k~; v; dy; H entering; dH leaving; M.G'; M.SK;
+                                               // q_raw; k_raw. In the tail K, P2, P1 take the next
+                                               // chunk's dout, z, y.
     float colpart[4][L];                       // per-row-block column sums of G (dADT part 1)
     float urow[2][L], u2[2][L], wv[2][L];      // dADT pieces per position and column half (then summed in [0])
     float qkdot[L], ds[2][L], dd[L];           // qbar.kbar, d scale (per column half), dy.v per position
@@ -348,9 +394,46 @@ struct BwdSmem {
     float pend[2][4];                          // row 0 of a chunk waits for ds of the previous position
     float qb[NN], kb[NN];
     ChunkScalars cs;
+    ScalarRaw raw;
     alignas(16) float tabs[4];                 // phi (L*S), theta (L*S), dphi (L x (S+1)), sized at launch
 };
 size_t bwd_smem_bytes(int S) { return sizeof(BwdSmem) + (size_t)(3 * L * S + L) * sizeof(float); }
+
+// Chunk c's saved phi, its v, q_raw, k_raw tiles, dout, z, y for the gate backward into the K, P2, P1
+// tiles (dead in the previous chunk's tail), its scalars; cp.async, not committed. The gate backward
+// reads exactly the 16-byte pieces its thread copied (load_tile's thread mapping), so it needs only
+// the thread's own wait, no barrier.
+__device__ __forceinline__ void load_bwd_tiles(BwdSmem& s, float* phi, const float* phi_g, const bf16* q_raw,
+                                               const bf16* k_raw, const bf16* v, const bf16* dout, const bf16* z,
+                                               const bf16* y_g, const float* adt, const float* dt, const float* trap, int b, int64_t bh, int h, int g, int T, int H, int G, int S, int c) {
+    const int t0 = c * L, nrows = min(L, T - t0);
+    const int64_t ldv = (int64_t)H * PP, ldq = (int64_t)G * NN, ov = ((int64_t)b * T + t0) * ldv + h * PP;
+    load_floats<NT>(phi, phi_g + (bh * T + t0) * S, L * S / 4, nrows * S / 4);
+    load_tile<NT>(s.V, v + ov, ldv, nrows);
+    load_tile<NT>(s.Qr, q_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
+    load_tile<NT>(s.Kr, k_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
+    load_tile<NT>(s.K, dout + ov, ldv, nrows);
+    load_tile<NT>(s.P2, z + ov, ldv, nrows);
+    load_tile<NT>(s.P1, y_g + ov, ldv, nrows);
+    load_scalars(s.raw, adt, dt, trap, bh, T, t0);
+}
+// theta rows of a chunk for the angle passes: warp w, lane l copy exactly the entries they read there
+// (columns w, w + 8, ..; rows l, l + 32), so the angles need only their own wait, no barrier.
+__device__ __forceinline__ void load_theta_cols(float* dst, const float* src, int S, int nrows) {
+    const int lane = threadIdx.x & 31;
+    for (int i = threadIdx.x >> 5; i < S; i += NT / 32) {
+        cp_async4(dst + lane * S + i, src + (lane < nrows ? lane * S + i : 0), lane < nrows);
+        cp_async4(dst + (lane + 32) * S + i, src + (lane + 32 < nrows ? (lane + 32) * S + i : 0), lane + 32 < nrows);
+    }
+}
+// Chunk c's fp32 state entering it, in registers (to the bf16 Hc tile at the chunk's top).
+struct BwdAhead { float4 h[PP * NN / 4 / NT]; };
+__device__ __forceinline__ void load_bwd_ahead(BwdAhead& a, const float* states, int64_t bh, int T, int c) {
+    const int NC = (T + L - 1) / L;
+    const float* Hg = states + (bh * NC + c) * PP * NN;
+#pragma unroll
+    for (int it = 0; it < PP * NN / 4 / NT; it++) a.h[it] = *reinterpret_cast<const float4*>(Hg + 4 * (threadIdx.x + it * NT));
+}
 
 __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
     bf16* dq_h, bf16* dk_h, float* dth_h,                    // scratch: (B,T,H,N) (B,T,H,N) (B,T,H,S)
@@ -372,7 +455,7 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
     const int rb = warp & 3, ch = warp >> 2, r0 = rb * 16, c0 = ch * 32;  // row block, column half
     const int NC = (T + L - 1) / L;
     const float Dh = Dp[h];
-    const int64_t ldv = (int64_t)H * PP, ldq = (int64_t)G * NN;
+    const int64_t ldv = (int64_t)H * PP;
     if (tid < NN) { s.qb[tid] = q_bias[h * NN + tid]; s.kb[tid] = k_bias[h * NN + tid]; }
     if (tid < SMAX) s.carry[tid] = (dfin.angle && tid < S) ? dfin.angle[bh * S + tid] : 0.f;
 
@@ -391,50 +474,51 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
 #pragma unroll
     for (int j = 0; j < 4; j++) bq_acc[j][0] = bq_acc[j][1] = bk_acc[j][0] = bk_acc[j][1] = 0.f;
 
+    // Loads run a chunk ahead, each as soon as its tile is dead in the chunk before: phi, v, q_raw, k_raw,
+    // dout, z, y and the scalars after dv, theta after the angles. cp.async groups in flight at a chunk's
+    // top: {phi, v, q_raw, k_raw, dout, z, y, scalars}, {theta} of this chunk.
+    load_bwd_tiles(s, phi, phi_g, q_raw, k_raw, v, dout, z, y_g, adt, dt, trap, b, bh, h, g, T, H, G, S, NC - 1);
+    cp_async_commit();
+    load_theta_cols(th_s, theta + ((int64_t)b * T + (NC - 1) * L) * S, S, T - (NC - 1) * L);
+    cp_async_commit();
+
     for (int c = NC - 1; c >= 0; c--) {
         const int t0 = c * L, nrows = min(L, T - t0);
-        __syncthreads();
-        // saved phi, theta, v, q_raw, k_raw (async), the state entering the chunk (fp32 -> bf16 tile), dzdo (§5.2)
-        load_floats<NT>(phi, phi_g + (bh * T + t0) * S, L * S / 4, nrows * S / 4);
-        load_floats<NT>(th_s, theta + ((int64_t)b * T + t0) * S, L * S / 4, nrows * S / 4);
-        load_tile<NT>(s.V, v + ((int64_t)b * T + t0) * ldv + h * PP, ldv, nrows);
-        load_tile<NT>(s.Qr, q_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
-        load_tile<NT>(s.Kr, k_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
-        chunk_scalars(s.cs, adt, dt, trap, bh, T, t0);
-        for (int k = tid; k < L * SP; k += NT) dphi[k] = 0.f;
-        const float* Hg = states + (bh * NC + c) * PP * NN;
+        // No barrier here: nothing below touches what the previous chunk's tail still reads (its dADT
+        // pass took the scalars into registers before its last barrier).
+        cp_async_wait_group<1>();  // all but this chunk's theta
+        BwdAhead ahead;
+        load_bwd_ahead(ahead, states, bh, T, c);
+        // the state entering the chunk (fp32 -> bf16 tile); gate backward (§5.2) from dout, z, y in the
+        // K, P2, P1 tiles (the thread's own copies) -> dy tile, dz
 #pragma unroll
-        for (int k = tid; k < PP * NN / 4; k += NT) {
-            const int p = (4 * k) / NN, n = (4 * k) % NN;
-            const float4 hv = *reinterpret_cast<const float4*>(Hg + 4 * k);
+        for (int it = 0; it < PP * NN / 4 / NT; it++) {
+            const int k = tid + it * NT, p = (4 * k) / NN, n = (4 * k) % NN;
+            const float4 hv = ahead.h[it];
             *reinterpret_cast<uint32_t*>(&s.Hc[p][n]) = pack_bf16(hv.x, hv.y);
             *reinterpret_cast<uint32_t*>(&s.Hc[p][n + 2]) = pack_bf16(hv.z, hv.w);
         }
 #pragma unroll
-        for (int k = tid; k < L * 8; k += NT) {
-            const int r = k >> 3, c8 = (k & 7) * 8;
-            uint4 dyv = make_uint4(0, 0, 0, 0);
-            if (r < nrows) {
-                const int64_t o = ((int64_t)b * T + t0 + r) * ldv + h * PP + c8;
-                const uint4 go4 = *reinterpret_cast<const uint4*>(dout + o), z4 = *reinterpret_cast<const uint4*>(z + o),
-                            y4 = *reinterpret_cast<const uint4*>(y_g + o);
-                const bf16 *go = reinterpret_cast<const bf16*>(&go4), *zz = reinterpret_cast<const bf16*>(&z4),
-                           *yy = reinterpret_cast<const bf16*>(&y4);
-                uint4 dz4;
-                bf16* dzz = reinterpret_cast<bf16*>(&dz4);
-                bf16* dyy = reinterpret_cast<bf16*>(&dyv);
+        for (int it = 0; it < L * 8 / NT; it++) {
+            const int k = tid + it * NT, r = k >> 3, c8 = (k & 7) * 8;
+            const uint4 go4 = *reinterpret_cast<const uint4*>(&s.K[r][c8]), z4 = *reinterpret_cast<const uint4*>(&s.P2[r][c8]),
+                        y4 = *reinterpret_cast<const uint4*>(&s.P1[r][c8]);
+            const bf16 *go = reinterpret_cast<const bf16*>(&go4), *zz = reinterpret_cast<const bf16*>(&z4),
+                       *yy = reinterpret_cast<const bf16*>(&y4);
+            uint4 dz4, dyv;
+            bf16* dzz = reinterpret_cast<bf16*>(&dz4);
+            bf16* dyy = reinterpret_cast<bf16*>(&dyv);
 #pragma unroll
-                for (int j = 0; j < 8; j++) {
-                    const float zf = __bfloat162float(zz[j]), sg = sigmoidf_(zf), gof = __bfloat162float(go[j]);
-                    dyy[j] = __float2bfloat16(gof * zf * sg);
-                    dzz[j] = __float2bfloat16(gof * __bfloat162float(yy[j]) * sg * (1.f + zf * (1.f - sg)));
-                }
-                *reinterpret_cast<uint4*>(dz + o) = dz4;
+            for (int j = 0; j < 8; j++) {  // padded rows hold zeros: dy = 0 there
+                const float zf = __bfloat162float(zz[j]), sg = sigmoidf_(zf), gof = __bfloat162float(go[j]);
+                dyy[j] = __float2bfloat16(gof * zf * sg);
+                dzz[j] = __float2bfloat16(gof * __bfloat162float(yy[j]) * sg * (1.f + zf * (1.f - sg)));
             }
+            if (r < nrows) *reinterpret_cast<uint4*>(dz + ((int64_t)b * T + t0 + r) * ldv + h * PP + c8) = dz4;
             *reinterpret_cast<uint4*>(&s.dY[r][c8]) = dyv;
         }
-        cp_async_wait_all();
-        __syncthreads();
+        chunk_scalars(s.cs, s.raw);
+        __syncthreads();  // Hc, dy, scalars, and the other threads' copies are visible
         // ---- recompute q, k~; qbar.kbar and dd = dy.v per position. Thread = (row, quarter of N).
         {
             const int r = tid >> 2, n0 = 16 * (tid & 3);
@@ -473,27 +557,31 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
         }
         __syncthreads();
         // ---- intra-chunk score matrices: SK = Q K~^T, G' = dY V^T, M = exp(Acs_i - Acs_j)[i>j]
+        // Warps whose 32 columns all lie above the diagonal (rows 0..31, columns 32..63) skip the
+        // products: M is zero there and the P1, P2 tiles are never read there (every later product
+        // stops its k range at the diagonal block).
         {
-            float accA[4][4], accB[4][4];
-            zero_acc<4>(accA); zero_acc<4>(accB);
-            warp_gemm<false, false, 4>(accA, s.Q, s.K, r0, 0, NN, c0);
-            warp_gemm<false, false, 4>(accB, s.dY, s.V, r0, 0, PP, c0);
-            float rs[2] = {0.f, 0.f}, csum[4][2];
+            float rs[2] = {0.f, 0.f}, csum[4][2] = {};
+            if (c0 < r0 + 16) {
+                float accA[4][4], accB[4][4];
+                zero_acc<4>(accA); zero_acc<4>(accB);
+                warp_gemm<false, false, 4>(accA, s.Q, s.K, r0, 0, NN, c0);
+                warp_gemm<false, false, 4>(accB, s.dY, s.V, r0, 0, PP, c0);
 #pragma unroll
-            for (int j = 0; j < 4; j++) {
-                csum[j][0] = csum[j][1] = 0.f;
+                for (int j = 0; j < 4; j++) {
 #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int i = acc_row(r0, e), jj = c0 + acc_col(j, e);
-                    const float M = i > jj ? __expf(s.cs.acs[i] - s.cs.acs[jj]) : 0.f;
-                    const float p1 = M * accB[j][e], p2 = M * accA[j][e], gg = p1 * accA[j][e];
-                    rs[e >> 1] += gg; csum[j][e & 1] += gg;
-                    accB[j][e] = p1; accA[j][e] = p2;
+                    for (int e = 0; e < 4; e++) {
+                        const int i = acc_row(r0, e), jj = c0 + acc_col(j, e);
+                        const float M = i > jj ? __expf(s.cs.acs[i] - s.cs.acs[jj]) : 0.f;
+                        const float p1 = M * accB[j][e], p2 = M * accA[j][e], gg = p1 * accA[j][e];
+                        rs[e >> 1] += gg; csum[j][e & 1] += gg;
+                        accB[j][e] = p1; accA[j][e] = p2;
+                    }
+                    *reinterpret_cast<uint32_t*>(&s.P1[acc_row(r0, 0)][c0 + acc_col(j, 0)]) = pack_bf16(accB[j][0], accB[j][1]);
+                    *reinterpret_cast<uint32_t*>(&s.P1[acc_row(r0, 2)][c0 + acc_col(j, 2)]) = pack_bf16(accB[j][2], accB[j][3]);
+                    *reinterpret_cast<uint32_t*>(&s.P2[acc_row(r0, 0)][c0 + acc_col(j, 0)]) = pack_bf16(accA[j][0], accA[j][1]);
+                    *reinterpret_cast<uint32_t*>(&s.P2[acc_row(r0, 2)][c0 + acc_col(j, 2)]) = pack_bf16(accA[j][2], accA[j][3]);
                 }
-                *reinterpret_cast<uint32_t*>(&s.P1[acc_row(r0, 0)][c0 + acc_col(j, 0)]) = pack_bf16(accB[j][0], accB[j][1]);
-                *reinterpret_cast<uint32_t*>(&s.P1[acc_row(r0, 2)][c0 + acc_col(j, 2)]) = pack_bf16(accB[j][2], accB[j][3]);
-                *reinterpret_cast<uint32_t*>(&s.P2[acc_row(r0, 0)][c0 + acc_col(j, 0)]) = pack_bf16(accA[j][0], accA[j][1]);
-                *reinterpret_cast<uint32_t*>(&s.P2[acc_row(r0, 2)][c0 + acc_col(j, 2)]) = pack_bf16(accA[j][2], accA[j][3]);
             }
             // row sums over the 4 lanes of a row; column sums over the 8 row-groups of the warp
 #pragma unroll
@@ -639,29 +727,43 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                     }
                 }
         }
-        __syncthreads();  // every reader of the dH, P1, P2 tiles is done
-        // exp(Acs_i) q_i into the P1 tile for the dH update
-        for (int k = tid; k < L * NN / 2; k += NT) {
-            const int r = k / (NN / 2), n = 2 * (k % (NN / 2));
-            const float ea = s.cs.eacs[r];
-            *reinterpret_cast<uint32_t*>(&s.P1[r][n]) =
-                pack_bf16(ea * __bfloat162float(s.Q[r][n]), ea * __bfloat162float(s.Q[r][n + 1]));
+        __syncthreads();  // every reader of the dH, P1, P2 tiles is done; phi, v, q_raw, k_raw, K, Hc are dead
+        if (c > 0) {
+            load_bwd_tiles(s, phi, phi_g, q_raw, k_raw, v, dout, z, y_g, adt, dt, trap, b, bh, h, g, T, H, G, S, c - 1);
         }
-        __syncthreads();
+        cp_async_commit();
         {
-            // dH <- exp(A_c) dH + sum_i dy_i (exp(Acs_i) q_i)^T
+            // dH <- exp(A_c) dH + sum_i dy_i (exp(Acs_i) q_i)^T. The row weight exp(Acs_i) goes onto dy's
+            // fragments (i is the reduced index), so Q is used as it is: no scaled copy, no barrier for one.
             const float eAc = expf(s.cs.acs[L - 1]);
 #pragma unroll
             for (int j = 0; j < 4; j++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) dHacc[j][e] *= eAc;
-            warp_gemm<true, true, 4>(dHacc, s.dY, s.P1, r0, 0, L, c0);
+#pragma unroll
+            for (int kk = 0; kk < L; kk += 16) {
+                uint32_t a[4];
+                ldsm4t(a, &s.dY[kk + (lane & 7) + ((lane >> 4) << 3)][r0 + ((lane >> 3) & 1) * 8]);
+                // a[0], a[1] hold k = kk + 2(lane%4) + {0,1}; a[2], a[3] the same + 8
+                const float2 e0 = *reinterpret_cast<const float2*>(&s.cs.eacs[kk + 2 * t4]);
+                const float2 e1 = *reinterpret_cast<const float2*>(&s.cs.eacs[kk + 8 + 2 * t4]);
+                a[0] = scale_bf16x2(a[0], e0); a[1] = scale_bf16x2(a[1], e0);
+                a[2] = scale_bf16x2(a[2], e1); a[3] = scale_bf16x2(a[3], e1);
+#pragma unroll
+                for (int nn = 0; nn < 2; nn++) {
+                    uint32_t bb[4];
+                    ldsm4t(bb, &s.Q[kk + (lane & 7) + (((lane >> 3) & 1) << 3)][c0 + nn * 16 + (lane >> 4) * 8]);
+                    mma16816(dHacc[2 * nn], a, bb[0], bb[1]);
+                    mma16816(dHacc[2 * nn + 1], a, bb[2], bb[3]);
+                }
+            }
 #pragma unroll
             for (int j = 0; j < 4; j++)
 #pragma unroll
                 for (int e = 0; e < 4; e += 2)
                     *reinterpret_cast<uint32_t*>(&s.dH[acc_row(r0, e)][c0 + acc_col(j, e)]) = pack_bf16(dHacc[j][e], dHacc[j][e + 1]);
         }
+        cp_async_wait_group<1>();  // this chunk's theta, copied by the threads that read it below
         // ---- angles (§5.6): g_t = carry + sum_{r>=t} dphi_r; dtheta = g dt pi sech^2; dDT += g pi tanh
         for (int i = warp; i < S; i += NT / 32) {
             float x0 = dphi[lane * SP + i], x1 = dphi[(lane + 32) * SP + i];
@@ -690,9 +792,12 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
             const float tot0 = __shfl_sync(0xffffffffu, x0, 0);
             if (lane == 0) s.carry[i] = carry + tot0 + tot1;
         }
-        // ---- dADT (§5.3) scans within each half of the chunk (threads 0..63)
+        // ---- dADT (§5.3) scans within each half of the chunk (threads 0..63); the scalars the last pass
+        // needs go to registers here, before the barrier after which the next chunk rewrites them
+        float lam = 0.f, dtt = 0.f, eAcL = 0.f;
         if (tid < L) {
             const int r = tid;
+            lam = s.cs.lam[r]; dtt = s.cs.dtv[r]; eAcL = expf(s.cs.acs[L - 1]);
             float su = s.urow[0][r] + s.urow[1][r] - (s.colpart[0][r] + s.colpart[1][r] + s.colpart[2][r] + s.colpart[3][r]) +
                        s.u2[0][r] + s.u2[1][r];
             const float w = s.wv[0][r] + s.wv[1][r];
@@ -708,14 +813,15 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
             s.urow[0][r] = su; s.u2[0][r] = pw; s.wv[0][r] = w; s.ds[0][r] += s.ds[1][r];
         }
         __syncthreads();
+        if (c > 0) load_theta_cols(th_s, theta + ((int64_t)b * T + t0 - L) * S, S, L);
+        cp_async_commit();
         // ---- dADT_t = sum_{r>=t} u_r + m + sum_{r<t} w_r; dDT, dTrap (§5.5) per position
         if (tid < L) {
             const int r = tid, t = t0 + r;
             float su = s.urow[0][r], pw = s.u2[0][r] - s.wv[0][r];
             if (r < 32) su += s.urow[0][32];
             else pw += s.u2[0][31];
-            const float m = (s.mpart[0] + s.mpart[1] + s.mpart[2] + s.mpart[3] + s.mpart[4] + s.mpart[5] + s.mpart[6] + s.mpart[7]) * expf(s.cs.acs[L - 1]);
-            const float lam = s.cs.lam[r], dtt = s.cs.dtv[r];
+            const float m = (s.mpart[0] + s.mpart[1] + s.mpart[2] + s.mpart[3] + s.mpart[4] + s.mpart[5] + s.mpart[6] + s.mpart[7]) * eAcL;
             float at = 0.f;
             for (int i = 0; i < S; i++) at += dphi[r * SP + i];
             const float gs = s.dd[r] * s.qkdot[r] + s.ds[0][r];  // d gamma + d scale
