@@ -25,7 +25,8 @@ typedef bf16 Tile[L][LD];
 // The kernels are bound by the latency of one warp per scheduler (see notes/scan.md), so the hot
 // elementwise math uses the SFU forms: __expf (ex2.approx, ~2 ulp) and __sincosf on angles reduced
 // to [-pi, pi) (absolute error ~5e-7), well under the bf16 rounding of the MMA operands.
-__device__ __forceinline__ float sigmoidf_(float x) { return 1.f / (1.f + __expf(-x)); }
+// (__fdividef: an IEEE division is ~10 instructions and a branch, per element of the gates)
+__device__ __forceinline__ float sigmoidf_(float x) { return __fdividef(1.f, 1.f + __expf(-x)); }
 __device__ __forceinline__ void sincos_angle(float phi, float* sn, float* cs) {
     __sincosf(phi > kPi ? phi - kTwoPi : phi, sn, cs);
 }
@@ -38,6 +39,28 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
 __device__ __forceinline__ uint32_t scale_bf16x2(uint32_t x, float2 e) {
     const __nv_bfloat162 v = *reinterpret_cast<const __nv_bfloat162*>(&x);
     return pack_bf16(__low2float(v) * e.x, __high2float(v) * e.y);
+}
+// 16 consecutive bf16 of a tile row (32 bytes, 16-byte aligned) <-> floats, as two 128-bit accesses
+// (element-wise 16-bit accesses were 4-way bank-conflicted and 8x the instructions)
+__device__ __forceinline__ void load_row16(float* f, const bf16* p) {
+    const uint4 u[2] = {*reinterpret_cast<const uint4*>(p), *reinterpret_cast<const uint4*>(p + 8)};
+    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(u);
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        const float2 v = __bfloat1622float2(h[k]);
+        f[2 * k] = v.x; f[2 * k + 1] = v.y;
+    }
+}
+__device__ __forceinline__ void store_row16(bf16* p, const float* f, float sc) {
+    uint4 u[2];
+    uint32_t* w = reinterpret_cast<uint32_t*>(u);
+#pragma unroll
+    for (int k = 0; k < 8; k++) w[k] = pack_bf16(sc * f[2 * k], sc * f[2 * k + 1]);
+    *reinterpret_cast<uint4*>(p) = u[0];
+    *reinterpret_cast<uint4*>(p + 8) = u[1];
+}
+__device__ __forceinline__ float2 bf2f(const bf16* p) {  // two bf16 at an even column
+    return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p));
 }
 __device__ __forceinline__ void ldsm4(uint32_t r[4], const bf16* p) {
     uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
@@ -93,8 +116,10 @@ __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool vali
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(sa), "l"(src), "r"(valid ? 16 : 0));
 }
 // 64 rows x 64 bf16 (row stride `ld` elements) into a tile; rows >= nrows are zero. NTH: threads per CTA.
+// ld fits an int: row offsets inside a chunk in 32-bit math (the copies' address arithmetic was ~9 %
+// of the backward's instructions).
 template <int NTH>
-__device__ __forceinline__ void load_tile(Tile& dst, const bf16* src, int64_t ld, int nrows) {
+__device__ __forceinline__ void load_tile(Tile& dst, const bf16* src, int ld, int nrows) {
 #pragma unroll
     for (int k = threadIdx.x; k < L * 8; k += NTH) {
         const int r = k >> 3, c8 = (k & 7) * 8;
@@ -112,8 +137,8 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 template <int N>
 __device__ __forceinline__ void cp_async_wait_group() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
 
-// Per-chunk scalars shared by both directions. Warp 0 computes them, lane l for positions 2l and
-// 2l+1, so the cumsum is one warp scan with no barrier; padded rows get adt = dt = trap = 0, so
+// Per-chunk scalars shared by both directions. The last warp computes them (warps 0 and 1 carry the
+// backward's dADT pass), lane l for positions 2l and 2l+1, so the cumsum is one warp scan with no barrier; padded rows get adt = dt = trap = 0, so
 // gamma = scale = 0 and they add nothing (lam = sigmoid(0) = 0.5 there).
 // Their inputs come one chunk ahead by cp.async (ScalarRaw), each lane copying what it reads itself,
 // so after the chunk's cp.async wait no barrier is needed; dependent global loads at the top of every
@@ -128,10 +153,11 @@ __device__ __forceinline__ void cp_async4(float* dst, const float* src, bool val
     const uint32_t sa = (uint32_t)__cvta_generic_to_shared(dst);
     asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(sa), "l"(src), "r"(valid ? 4 : 0));
 }
+constexpr int kScalarWarp = NT / 32 - 1;
 __device__ __forceinline__ void load_scalars(ScalarRaw& r, const float* adt, const float* dt, const float* trap,
                                              int64_t bh, int T, int t0) {
-    if (threadIdx.x >= 32) return;
-    const int lane = threadIdx.x, t = t0 + 2 * lane;
+    if ((int)(threadIdx.x >> 5) != kScalarWarp) return;
+    const int lane = threadIdx.x & 31, t = t0 + 2 * lane;
     const float *pa = adt + bh * T, *pd = dt + bh * T, *pt = trap + bh * T;
     float* v = r.v[lane];
 #pragma unroll
@@ -143,8 +169,8 @@ __device__ __forceinline__ void load_scalars(ScalarRaw& r, const float* adt, con
     }
 }
 __device__ void chunk_scalars(ChunkScalars& s, const ScalarRaw& raw) {
-    if (threadIdx.x >= 32) return;
-    const int lane = threadIdx.x, i = 2 * lane;
+    if ((int)(threadIdx.x >> 5) != kScalarWarp) return;
+    const int lane = threadIdx.x & 31, i = 2 * lane;
     const float* v = raw.v[lane];
     const float a0 = v[0], a1 = v[1], dt0 = v[2], dt1 = v[3], dt2 = v[4];
     const float lam0 = sigmoidf_(v[5]), lam1 = sigmoidf_(v[6]);
@@ -166,12 +192,22 @@ __device__ void chunk_scalars(ChunkScalars& s, const ScalarRaw& raw) {
     s.erev[i] = __expf(tot - c0); s.erev[i + 1] = __expf(tot - c1);
 }
 
+// theta rows of a chunk for the angle passes, into rows of S + 1 floats (no bank conflicts down a
+// column): warp w, lane l copy exactly the entries they read there (columns w, w + 8, ..; rows l,
+// l + 32), so the angles need only their own wait, no barrier.
+__device__ __forceinline__ void load_theta_cols(float* dst, const float* src, int S, int nrows) {
+    const int lane = threadIdx.x & 31;
+    for (int i = threadIdx.x >> 5; i < S; i += NT / 32) {
+        cp_async4(dst + lane * (S + 1) + i, src + (lane < nrows ? lane * S + i : 0), lane < nrows);
+        cp_async4(dst + (lane + 32) * (S + 1) + i, src + (lane + 32 < nrows ? (lane + 32) * S + i : 0), lane + 32 < nrows);
+    }
+}
 // ================================================================ forward
 struct FwdSmem {
     Tile Q, K, Kd, Kl, V, Hc, Y, Z;  // q rot; k~ = s k rot; exp(A_c - Acs) k~ as bf16 hi + lo; v; H entering
                                      // (bf16); y; z -> o
     Tile Qr, Kr;                     // q_raw, k_raw (Qr holds the masked scores once q is rotated)
-    float theta[L * SMAX];           // this chunk's theta rows (B,T,S), contiguous
+    float theta[L * (SMAX + 1)];     // this chunk's theta rows (B,T,S), rows padded to S + 1
     float phi[L][SMAX + 1];
     float carry[SMAX];
     float qkd[L];
@@ -219,7 +255,7 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
     // for before S.V. cp.async groups in flight at a chunk's top: {k_raw, theta, scalars}, {q_raw}.
     const int64_t ldv = (int64_t)H * PP, ldq = (int64_t)G * NN;
     load_tile<NT>(s.Kr, k_raw + (int64_t)b * T * ldq + g * NN, ldq, min(L, T));
-    load_floats<NT>(s.theta, theta + (int64_t)b * T * S, L * S / 4, min(L, T) * S / 4);
+    load_theta_cols(s.theta, theta + (int64_t)b * T * S, S, min(L, T));
     load_scalars(s.raw, adt, dt, trap, bh, T, 0);
     cp_async_commit();
     load_tile<NT>(s.Qr, q_raw + (int64_t)b * T * ldq + g * NN, ldq, min(L, T));
@@ -236,8 +272,8 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
         // ---- angles (§3.6): phi = carry + cumsum(pi tanh(theta) dt), mod 2pi; carry mod 2pi
         for (int i = warp; i < S; i += NT / 32) {
             float w0 = 0.f, w1 = 0.f;
-            if (lane < nrows) w0 = kPi * tanhf(s.theta[lane * S + i]) * s.cs.dtv[lane];
-            if (lane + 32 < nrows) w1 = kPi * tanhf(s.theta[(lane + 32) * S + i]) * s.cs.dtv[lane + 32];
+            if (lane < nrows) w0 = kPi * tanhf(s.theta[lane * (S + 1) + i]) * s.cs.dtv[lane];
+            if (lane + 32 < nrows) w1 = kPi * tanhf(s.theta[(lane + 32) * (S + 1) + i]) * s.cs.dtv[lane + 32];
 #pragma unroll
             for (int o = 1; o < 32; o <<= 1) {
                 float y0 = __shfl_up_sync(0xffffffffu, w0, o), y1 = __shfl_up_sync(0xffffffffu, w1, o);
@@ -258,10 +294,12 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
             const int r = tid >> 2, qt = tid & 3, n0 = 16 * qt, t = t0 + r;
             const bool ok = r < nrows;
             float qv[16], kv[16], dot = 0.f;
+            load_row16(qv, &s.Qr[r][n0]);
+            load_row16(kv, &s.Kr[r][n0]);
 #pragma unroll
             for (int k = 0; k < 16; k++) {
-                qv[k] = ok ? __bfloat162float(s.Qr[r][n0 + k]) + s.qb[n0 + k] : 0.f;
-                kv[k] = ok ? __bfloat162float(s.Kr[r][n0 + k]) + s.kb[n0 + k] : 0.f;
+                qv[k] = ok ? qv[k] + s.qb[n0 + k] : 0.f;
+                kv[k] = ok ? kv[k] + s.kb[n0 + k] : 0.f;
                 dot += qv[k] * kv[k];
             }
             dot += __shfl_xor_sync(0xffffffffu, dot, 1);
@@ -282,24 +320,27 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
 #pragma unroll
                 for (int k = 0; k < 16; k++) fin.k[bh * NN + n0 + k] = kv[k];
             const float sc = s.cs.scale[r], kd = sc * s.cs.erev[r];
+            store_row16(&s.Q[r][n0], qv, 1.f);
+            store_row16(&s.K[r][n0], kv, sc);
+            // the state update takes k~ as hi + lo bf16 parts: the state stays fp32-accurate
+            uint4 hi4[2], lo4[2];
+            uint32_t *hw = reinterpret_cast<uint32_t*>(hi4), *lw = reinterpret_cast<uint32_t*>(lo4);
 #pragma unroll
             for (int k = 0; k < 16; k += 2) {
-                *reinterpret_cast<uint32_t*>(&s.Q[r][n0 + k]) = pack_bf16(qv[k], qv[k + 1]);
-                *reinterpret_cast<uint32_t*>(&s.K[r][n0 + k]) = pack_bf16(sc * kv[k], sc * kv[k + 1]);
-                // the state update takes k~ as hi + lo bf16 parts: the state stays fp32-accurate
                 const float a0 = kd * kv[k], a1 = kd * kv[k + 1];
                 const __nv_bfloat162 hi = __floats2bfloat162_rn(a0, a1);
-                *reinterpret_cast<__nv_bfloat162*>(&s.Kd[r][n0 + k]) = hi;
-                *reinterpret_cast<uint32_t*>(&s.Kl[r][n0 + k]) =
-                    pack_bf16(a0 - __bfloat162float(hi.x), a1 - __bfloat162float(hi.y));
+                hw[k / 2] = *reinterpret_cast<const uint32_t*>(&hi);
+                lw[k / 2] = pack_bf16(a0 - __bfloat162float(hi.x), a1 - __bfloat162float(hi.y));
             }
+            *reinterpret_cast<uint4*>(&s.Kd[r][n0]) = hi4[0]; *reinterpret_cast<uint4*>(&s.Kd[r][n0 + 8]) = hi4[1];
+            *reinterpret_cast<uint4*>(&s.Kl[r][n0]) = lo4[0]; *reinterpret_cast<uint4*>(&s.Kl[r][n0 + 8]) = lo4[1];
         }
         if (fin.v && c == NC - 1 && tid < PP)
             fin.v[bh * PP + tid] = __bfloat162float(v[((int64_t)b * T + T - 1) * ldv + h * PP + tid]);
         __syncthreads();  // k_raw and theta are dead: the next chunk's go in now
         if (c + 1 < NC) {
             load_tile<NT>(s.Kr, k_raw + ((int64_t)b * T + t1) * ldq + g * NN, ldq, nrows1);
-            load_floats<NT>(s.theta, theta + ((int64_t)b * T + t1) * S, L * S / 4, nrows1 * S / 4);
+            load_theta_cols(s.theta, theta + ((int64_t)b * T + t1) * S, S, nrows1);
             load_scalars(s.raw, adt, dt, trap, bh, T, t1);
         }
         cp_async_commit();
@@ -336,9 +377,9 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
             for (int e = 0; e < 4; e += 2) {
                 const int i = acc_row(r0, e), p = c0 + acc_col(j, e);
                 const float dg = Dh + s.qkd[i];
-                const float y0 = accY[j][e] + dg * __bfloat162float(s.V[i][p]);
-                const float y1 = accY[j][e + 1] + dg * __bfloat162float(s.V[i][p + 1]);
-                const float z0 = __bfloat162float(s.Z[i][p]), z1 = __bfloat162float(s.Z[i][p + 1]);
+                const float2 vv = bf2f(&s.V[i][p]), zz = bf2f(&s.Z[i][p]);
+                const float y0 = accY[j][e] + dg * vv.x, y1 = accY[j][e + 1] + dg * vv.y;
+                const float z0 = zz.x, z1 = zz.y;
                 *reinterpret_cast<uint32_t*>(&s.Y[i][p]) = pack_bf16(y0, y1);
                 *reinterpret_cast<uint32_t*>(&s.Z[i][p]) = pack_bf16(y0 * z0 * sigmoidf_(z0), y1 * z1 * sigmoidf_(z1));
             }
@@ -395,9 +436,9 @@ struct BwdSmem {
     float qb[NN], kb[NN];
     ChunkScalars cs;
     ScalarRaw raw;
-    alignas(16) float tabs[4];                 // phi (L*S), theta (L*S), dphi (L x (S+1)), sized at launch
+    alignas(16) float tabs[4];                 // phi (L*S), theta, dphi (L x (S+1) each), sized at launch
 };
-size_t bwd_smem_bytes(int S) { return sizeof(BwdSmem) + (size_t)(3 * L * S + L) * sizeof(float); }
+size_t bwd_smem_bytes(int S) { return sizeof(BwdSmem) + (size_t)(3 * L * S + 2 * L) * sizeof(float); }
 
 // Chunk c's saved phi, its v, q_raw, k_raw tiles, dout, z, y for the gate backward into the K, P2, P1
 // tiles (dead in the previous chunk's tail), its scalars; cp.async, not committed. The gate backward
@@ -416,15 +457,6 @@ __device__ __forceinline__ void load_bwd_tiles(BwdSmem& s, float* phi, const flo
     load_tile<NT>(s.P2, z + ov, ldv, nrows);
     load_tile<NT>(s.P1, y_g + ov, ldv, nrows);
     load_scalars(s.raw, adt, dt, trap, bh, T, t0);
-}
-// theta rows of a chunk for the angle passes: warp w, lane l copy exactly the entries they read there
-// (columns w, w + 8, ..; rows l, l + 32), so the angles need only their own wait, no barrier.
-__device__ __forceinline__ void load_theta_cols(float* dst, const float* src, int S, int nrows) {
-    const int lane = threadIdx.x & 31;
-    for (int i = threadIdx.x >> 5; i < S; i += NT / 32) {
-        cp_async4(dst + lane * S + i, src + (lane < nrows ? lane * S + i : 0), lane < nrows);
-        cp_async4(dst + (lane + 32) * S + i, src + (lane + 32 < nrows ? (lane + 32) * S + i : 0), lane + 32 < nrows);
-    }
 }
 // Chunk c's fp32 state entering it, in registers (to the bf16 Hc tile at the chunk's top).
 struct BwdAhead { float4 h[PP * NN / 4 / NT]; };
@@ -447,8 +479,8 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
     BwdSmem& s = *reinterpret_cast<BwdSmem*>(smem_raw);
     const int SP = S + 1;
     float* phi = s.tabs;                // [L][S]
-    float* th_s = s.tabs + L * S;       // [L][S]
-    float* dphi = s.tabs + 2 * L * S;   // [L][SP]
+    float* th_s = s.tabs + L * S;       // [L][SP]: rows padded, the angle pass reads columns
+    float* dphi = s.tabs + L * S + L * SP;  // [L][SP]
     const int h = blockIdx.x, b = blockIdx.y, g = h / (H / G);
     const int64_t bh = (int64_t)b * H + h;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, t4 = lane & 3;
@@ -487,17 +519,11 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
         // No barrier here: nothing below touches what the previous chunk's tail still reads (its dADT
         // pass took the scalars into registers before its last barrier).
         cp_async_wait_group<1>();  // all but this chunk's theta
+        // the state entering the chunk: loaded here, written as the bf16 Hc tile only after the
+        // recompute below, so its memory latency hides behind the gate backward and the recompute
         BwdAhead ahead;
         load_bwd_ahead(ahead, states, bh, T, c);
-        // the state entering the chunk (fp32 -> bf16 tile); gate backward (§5.2) from dout, z, y in the
-        // K, P2, P1 tiles (the thread's own copies) -> dy tile, dz
-#pragma unroll
-        for (int it = 0; it < PP * NN / 4 / NT; it++) {
-            const int k = tid + it * NT, p = (4 * k) / NN, n = (4 * k) % NN;
-            const float4 hv = ahead.h[it];
-            *reinterpret_cast<uint32_t*>(&s.Hc[p][n]) = pack_bf16(hv.x, hv.y);
-            *reinterpret_cast<uint32_t*>(&s.Hc[p][n + 2]) = pack_bf16(hv.z, hv.w);
-        }
+        // gate backward (§5.2) from dout, z, y in the K, P2, P1 tiles (the thread's own copies) -> dy tile, dz
 #pragma unroll
         for (int it = 0; it < L * 8 / NT; it++) {
             const int k = tid + it * NT, r = k >> 3, c8 = (k & 7) * 8;
@@ -524,12 +550,17 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
             const int r = tid >> 2, n0 = 16 * (tid & 3);
             const bool ok = r < nrows;
             float qv[16], kv[16], dot = 0.f, ddp = 0.f;
+            load_row16(qv, &s.dY[r][n0]);  // dy and v first, through the q and k registers
+            load_row16(kv, &s.V[r][n0]);
+#pragma unroll
+            for (int k = 0; k < 16; k++) ddp += qv[k] * kv[k];
+            load_row16(qv, &s.Qr[r][n0]);
+            load_row16(kv, &s.Kr[r][n0]);
 #pragma unroll
             for (int k = 0; k < 16; k++) {
-                qv[k] = ok ? __bfloat162float(s.Qr[r][n0 + k]) + s.qb[n0 + k] : 0.f;
-                kv[k] = ok ? __bfloat162float(s.Kr[r][n0 + k]) + s.kb[n0 + k] : 0.f;
+                qv[k] = ok ? qv[k] + s.qb[n0 + k] : 0.f;
+                kv[k] = ok ? kv[k] + s.kb[n0 + k] : 0.f;
                 dot += qv[k] * kv[k];
-                ddp += __bfloat162float(s.dY[r][n0 + k]) * __bfloat162float(s.V[r][n0 + k]);
             }
 #pragma unroll
             for (int o = 1; o < 4; o <<= 1) {
@@ -548,12 +579,15 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                     kv[2 * j] = k0 * cs - k1 * sn; kv[2 * j + 1] = k0 * sn + k1 * cs;
                 }
             }
-            const float sc = s.cs.scale[r];
+            store_row16(&s.Q[r][n0], qv, 1.f);
+            store_row16(&s.K[r][n0], kv, s.cs.scale[r]);
+        }
 #pragma unroll
-            for (int k = 0; k < 16; k += 2) {
-                *reinterpret_cast<uint32_t*>(&s.Q[r][n0 + k]) = pack_bf16(qv[k], qv[k + 1]);
-                *reinterpret_cast<uint32_t*>(&s.K[r][n0 + k]) = pack_bf16(sc * kv[k], sc * kv[k + 1]);
-            }
+        for (int it = 0; it < PP * NN / 4 / NT; it++) {
+            const int k = tid + it * NT, p = (4 * k) / NN, n = (4 * k) % NN;
+            const float4 hv = ahead.h[it];
+            *reinterpret_cast<uint32_t*>(&s.Hc[p][n]) = pack_bf16(hv.x, hv.y);
+            *reinterpret_cast<uint32_t*>(&s.Hc[p][n + 2]) = pack_bf16(hv.z, hv.w);
         }
         __syncthreads();
         // ---- intra-chunk score matrices: SK = Q K~^T, G' = dY V^T, M = exp(Acs_i - Acs_j)[i>j]
@@ -605,7 +639,11 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
 #pragma unroll
             for (int j = 0; j < 4; j++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) m += __bfloat162float(s.Hc[acc_row(r0, e)][c0 + acc_col(j, e)]) * dHacc[j][e];
+                for (int e = 0; e < 4; e += 2) {
+                    const float2 hv = bf2f(&s.Hc[acc_row(r0, e)][c0 + acc_col(j, e)]);
+                    m += hv.x * dHacc[j][e];
+                    m += hv.y * dHacc[j][e + 1];
+                }
 #pragma unroll
             for (int o = 16; o > 0; o >>= 1) m += __shfl_xor_sync(0xffffffffu, m, o);
             if (lane == 0) s.mpart[warp] = m;
@@ -620,10 +658,12 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
 #pragma unroll
             for (int j = 0; j < 4; j++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) {
+                for (int e = 0; e < 4; e += 2) {
                     const int i = acc_row(r0, e);
-                    accQ[j][e] *= s.cs.eacs[i];
-                    u2[e >> 1] += accQ[j][e] * __bfloat162float(s.Q[i][c0 + acc_col(j, e)]);
+                    const float2 qq = bf2f(&s.Q[i][c0 + acc_col(j, e)]);
+                    accQ[j][e] *= s.cs.eacs[i]; accQ[j][e + 1] *= s.cs.eacs[i];
+                    u2[e >> 1] += accQ[j][e] * qq.x;
+                    u2[e >> 1] += accQ[j][e + 1] * qq.y;
                 }
 #pragma unroll
             for (int q = 0; q < 2; q++) {
@@ -652,10 +692,9 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
 #pragma unroll
                 for (int j = 0; j < 4; j++) {
                     const int m = c0 / 2 + 4 * j + t4, n0 = 2 * m;
-                    const float qb0 = ok ? __bfloat162float(s.Qr[i][n0]) + s.qb[n0] : 0.f;
-                    const float qb1 = ok ? __bfloat162float(s.Qr[i][n0 + 1]) + s.qb[n0 + 1] : 0.f;
-                    const float kb0 = ok ? __bfloat162float(s.Kr[i][n0]) + s.kb[n0] : 0.f;
-                    const float kb1 = ok ? __bfloat162float(s.Kr[i][n0 + 1]) + s.kb[n0 + 1] : 0.f;
+                    const float2 qr = bf2f(&s.Qr[i][n0]), kr = bf2f(&s.Kr[i][n0]);
+                    const float qb0 = ok ? qr.x + s.qb[n0] : 0.f, qb1 = ok ? qr.y + s.qb[n0 + 1] : 0.f;
+                    const float kb0 = ok ? kr.x + s.kb[n0] : 0.f, kb1 = ok ? kr.y + s.kb[n0 + 1] : 0.f;
                     float sn = 0.f, cs = 1.f;
                     if (m < S) sincos_angle(phi[i * S + m], &sn, &cs);
                     const float dq0 = accQ[j][e], dq1 = accQ[j][e + 1], dk0 = accK[j][e], dk1 = accK[j][e + 1];
@@ -668,8 +707,8 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                     // q and k~ the products used: then the intra-chunk pair terms, which cancel in the
                     // reverse cumsum of d phi (q.k~ is rotation invariant), cancel in our sums too.
                     if (m < S) {
-                        const float q0 = __bfloat162float(s.Q[i][n0]), q1 = __bfloat162float(s.Q[i][n0 + 1]);
-                        const float k0 = __bfloat162float(s.K[i][n0]), k1 = __bfloat162float(s.K[i][n0 + 1]);
+                        const float2 qq = bf2f(&s.Q[i][n0]), kk = bf2f(&s.K[i][n0]);
+                        const float q0 = qq.x, q1 = qq.y, k0 = kk.x, k1 = kk.y;
                         float dp = -dq0 * q1 + dq1 * q0 - dk0 * k1 + dk1 * k0;
                         if (last) {
                             const float fk0 = dfin.k[bh * NN + n0], fk1 = dfin.k[bh * NN + n0 + 1];
@@ -701,10 +740,12 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
 #pragma unroll
             for (int j = 0; j < 4; j++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) {
+                for (int e = 0; e < 4; e += 2) {
                     const int i = acc_row(r0, e);
-                    acc[j][e] *= s.cs.erev[i];
-                    wv[e >> 1] += acc[j][e] * __bfloat162float(s.V[i][c0 + acc_col(j, e)]);
+                    const float2 vv = bf2f(&s.V[i][c0 + acc_col(j, e)]);
+                    acc[j][e] *= s.cs.erev[i]; acc[j][e + 1] *= s.cs.erev[i];
+                    wv[e >> 1] += acc[j][e] * vv.x;
+                    wv[e >> 1] += acc[j][e + 1] * vv.y;
                 }
 #pragma unroll
             for (int q = 0; q < 2; q++) {
@@ -720,8 +761,8 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                     const int i = acc_row(r0, e), p = c0 + acc_col(j, e);
                     if (i < nrows) {
                         const float dg = Dh + s.cs.gam[i] * s.qkdot[i];
-                        float v0 = acc[j][e] + dg * __bfloat162float(s.dY[i][p]);
-                        float v1 = acc[j][e + 1] + dg * __bfloat162float(s.dY[i][p + 1]);
+                        const float2 dy = bf2f(&s.dY[i][p]);
+                        float v0 = acc[j][e] + dg * dy.x, v1 = acc[j][e + 1] + dg * dy.y;
                         if (dfin.v && t0 + i == T - 1) { v0 += dfin.v[bh * PP + p]; v1 += dfin.v[bh * PP + p + 1]; }
                         *reinterpret_cast<uint32_t*>(dv + ((int64_t)b * T + t0 + i) * ldv + h * PP + p) = pack_bf16(v0, v1);
                     }
@@ -777,13 +818,13 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
             float a0 = 0.f, a1 = 0.f;
             if (lane < nrows) {
                 const int t = t0 + lane;
-                const float th = tanhf(th_s[lane * S + i]);
+                const float th = tanhf(th_s[lane * SP + i]);
                 dth_h[(((int64_t)b * T + t) * H + h) * S + i] = g0 * s.cs.dtv[lane] * kPi * (1.f - th * th);
                 a0 = g0 * kPi * th;
             }
             if (lane + 32 < nrows) {
                 const int t = t0 + lane + 32;
-                const float th = tanhf(th_s[(lane + 32) * S + i]);
+                const float th = tanhf(th_s[(lane + 32) * SP + i]);
                 dth_h[(((int64_t)b * T + t) * H + h) * S + i] = g1 * s.cs.dtv[lane + 32] * kPi * (1.f - th * th);
                 a1 = g1 * kPi * th;
             }
@@ -953,7 +994,7 @@ __global__ void mamba3_scan_param_sum_kernel(float* dq_bias, float* dk_bias, flo
 
 void check_dims(const Mamba3Dims& d, const char* who) {
     if (d.N != NN || d.P != PP || d.L != L) fatal("%s: needs N = P = L = 64 (got N %d, P %d, L %d)", who, d.N, d.P, d.L);
-    // S % 4: theta and phi rows of a chunk move as 16-byte pieces
+    // S % 4: the backward copies phi rows of a chunk as 16-byte pieces
     if (d.S < 4 || d.S > SMAX || d.S % 4) fatal("%s: angle pairs S = %d not a multiple of 4 in 4..%d", who, d.S, SMAX);
     if (d.G < 1 || d.H % d.G) fatal("%s: heads %d not a multiple of groups %d", who, d.H, d.G);
     if (d.T < 1 || d.B < 1) fatal("%s: empty batch (B %d, T %d)", who, d.B, d.T);
