@@ -138,8 +138,9 @@ template <int N>
 __device__ __forceinline__ void cp_async_wait_group() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
 
 // Per-chunk scalars shared by both directions. The last warp computes them (warps 0 and 1 carry the
-// backward's dADT pass), lane l for positions 2l and 2l+1, so the cumsum is one warp scan with no barrier; padded rows get adt = dt = trap = 0, so
-// gamma = scale = 0 and they add nothing (lam = sigmoid(0) = 0.5 there).
+// backward's dADT pass), lane l for positions 2l and 2l+1, so the cumsum is one warp scan with no
+// barrier; padded rows get adt = dt = trap = 0, so gamma = scale = 0 and they add nothing (lam =
+// sigmoid(0) = 0.5 there).
 // Their inputs come one chunk ahead by cp.async (ScalarRaw), each lane copying what it reads itself,
 // so after the chunk's cp.async wait no barrier is needed; dependent global loads at the top of every
 // chunk were on the walk's critical path.
