@@ -25,7 +25,8 @@ typedef bf16 Tile[L][LD];
 // The kernels are bound by the latency of one warp per scheduler (see notes/scan.md), so the hot
 // elementwise math uses the SFU forms: __expf (ex2.approx, ~2 ulp) and __sincosf on angles reduced
 // to [-pi, pi) (absolute error ~5e-7), well under the bf16 rounding of the MMA operands.
-__device__ __forceinline__ float sigmoidf_(float x) { return 1.f / (1.f + __expf(-x)); }
+// (__fdividef: an IEEE division is ~10 instructions and a branch, per element of the gates)
+__device__ __forceinline__ float sigmoidf_(float x) { return __fdividef(1.f, 1.f + __expf(-x)); }
 __device__ __forceinline__ void sincos_angle(float phi, float* sn, float* cs) {
     __sincosf(phi > kPi ? phi - kTwoPi : phi, sn, cs);
 }
@@ -33,6 +34,33 @@ __device__ __forceinline__ float reduce_2pi(float a) { return a - kTwoPi * floor
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
     __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
     return *reinterpret_cast<uint32_t*>(&v);
+}
+// x (two bf16) times (e.x, e.y), rounded back to bf16
+__device__ __forceinline__ uint32_t scale_bf16x2(uint32_t x, float2 e) {
+    const __nv_bfloat162 v = *reinterpret_cast<const __nv_bfloat162*>(&x);
+    return pack_bf16(__low2float(v) * e.x, __high2float(v) * e.y);
+}
+// 16 consecutive bf16 of a tile row (32 bytes, 16-byte aligned) <-> floats, as two 128-bit accesses
+// (element-wise 16-bit accesses were 4-way bank-conflicted and 8x the instructions)
+__device__ __forceinline__ void load_row16(float* f, const bf16* p) {
+    const uint4 u[2] = {*reinterpret_cast<const uint4*>(p), *reinterpret_cast<const uint4*>(p + 8)};
+    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(u);
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        const float2 v = __bfloat1622float2(h[k]);
+        f[2 * k] = v.x; f[2 * k + 1] = v.y;
+    }
+}
+__device__ __forceinline__ void store_row16(bf16* p, const float* f, float sc) {
+    uint4 u[2];
+    uint32_t* w = reinterpret_cast<uint32_t*>(u);
+#pragma unroll
+    for (int k = 0; k < 8; k++) w[k] = pack_bf16(sc * f[2 * k], sc * f[2 * k + 1]);
+    *reinterpret_cast<uint4*>(p) = u[0];
+    *reinterpret_cast<uint4*>(p + 8) = u[1];
+}
+__device__ __forceinline__ float2 bf2f(const bf16* p) {  // two bf16 at an even column
+    return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p));
 }
 __device__ __forceinline__ void ldsm4(uint32_t r[4], const bf16* p) {
     uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
@@ -81,16 +109,17 @@ __device__ __forceinline__ void zero_acc(float (*acc)[4]) {
 __device__ __forceinline__ int acc_row(int r0, int e) { return r0 + ((threadIdx.x & 31) >> 2) + ((e >> 1) << 3); }
 __device__ __forceinline__ int acc_col(int j, int e) { return 8 * j + 2 * (threadIdx.x & 3) + (e & 1); }
 
-// Global -> shared copies that do not wait (cp.async, 16 B each, zero-filled past the end): a chunk
-// issues all of its tile loads at once, then waits once (cp_async_wait_all + __syncthreads).
+// Global -> shared copies that do not wait (cp.async, 16 B each, zero-filled past the end): the walks
+// issue a chunk's loads one chunk ahead as commit groups and wait for them by group count.
 __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
     const uint32_t sa = (uint32_t)__cvta_generic_to_shared(dst);
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(sa), "l"(src), "r"(valid ? 16 : 0));
 }
-__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
 // 64 rows x 64 bf16 (row stride `ld` elements) into a tile; rows >= nrows are zero. NTH: threads per CTA.
+// ld fits an int: row offsets inside a chunk in 32-bit math (the copies' address arithmetic was ~9 %
+// of the backward's instructions).
 template <int NTH>
-__device__ __forceinline__ void load_tile(Tile& dst, const bf16* src, int64_t ld, int nrows) {
+__device__ __forceinline__ void load_tile(Tile& dst, const bf16* src, int ld, int nrows) {
 #pragma unroll
     for (int k = threadIdx.x; k < L * 8; k += NTH) {
         const int r = k >> 3, c8 = (k & 7) * 8;
@@ -103,52 +132,89 @@ __device__ __forceinline__ void load_floats(float* dst, const float* src, int n1
     for (int k = threadIdx.x; k < n16; k += NTH) cp_async16(dst + 4 * k, src + (k < nvalid16 ? 4 * k : 0), k < nvalid16);
 }
 
-// Per-chunk scalars shared by both directions (threads 0..63, one position each; padded rows get
-// adt = dt = 0, so gamma = scale = 0 and they add nothing).
-struct ChunkScalars {
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+// Wait until at most N of the committed groups are still in flight (the newest ones).
+template <int N>
+__device__ __forceinline__ void cp_async_wait_group() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
+
+// Per-chunk scalars shared by both directions. The last warp computes them (warps 0 and 1 carry the
+// backward's dADT pass), lane l for positions 2l and 2l+1, so the cumsum is one warp scan with no
+// barrier; padded rows get adt = dt = trap = 0, so gamma = scale = 0 and they add nothing (lam =
+// sigmoid(0) = 0.5 there).
+// Their inputs come one chunk ahead by cp.async (ScalarRaw), each lane copying what it reads itself,
+// so after the chunk's cp.async wait no barrier is needed; dependent global loads at the top of every
+// chunk were on the walk's critical path.
+struct alignas(16) ChunkScalars {
     float acs[L], eacs[L], erev[L], lam[L], gam[L], scale[L], dtv[L];
-    float wsum[2];
 };
-__device__ void chunk_scalars(ChunkScalars& s, const float* adt, const float* dt, const float* trap,
-                              int64_t bh, int T, int t0) {
-    const int tid = threadIdx.x, lane = tid & 31;
-    float x = 0.f;
-    if (tid < L) {
-        const int t = t0 + tid;
-        float a = 0.f, dtt = 0.f, lam = 0.5f, sg = 0.f;
-        if (t < T) { a = adt[bh * T + t]; dtt = dt[bh * T + t]; lam = sigmoidf_(trap[bh * T + t]); }
-        // look-ahead (§3.1): sigma~_t = dt_{t+1} (1 - lam_{t+1}), zero at the sequence end
-        if (t + 1 < T) sg = dt[bh * T + t + 1] * (1.f - sigmoidf_(trap[bh * T + t + 1]));
-        s.lam[tid] = lam; s.dtv[tid] = dtt; s.gam[tid] = dtt * lam; s.scale[tid] = dtt * lam + sg;
-        x = a;
+struct ScalarRaw {
+    float v[32][9];  // lane l: adt, dt, trap at positions 2l, 2l+1 and dt, trap at 2l+2 (look-ahead); padded
+};
+__device__ __forceinline__ void cp_async4(float* dst, const float* src, bool valid) {
+    const uint32_t sa = (uint32_t)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(sa), "l"(src), "r"(valid ? 4 : 0));
+}
+constexpr int kScalarWarp = NT / 32 - 1;
+__device__ __forceinline__ void load_scalars(ScalarRaw& r, const float* adt, const float* dt, const float* trap,
+                                             int64_t bh, int T, int t0) {
+    if ((int)(threadIdx.x >> 5) != kScalarWarp) return;
+    const int lane = threadIdx.x & 31, t = t0 + 2 * lane;
+    const float *pa = adt + bh * T, *pd = dt + bh * T, *pt = trap + bh * T;
+    float* v = r.v[lane];
 #pragma unroll
-        for (int o = 1; o < 32; o <<= 1) {
-            float y = __shfl_up_sync(0xffffffffu, x, o);
-            if (lane >= o) x += y;
-        }
-        if (lane == 31) s.wsum[tid >> 5] = x;
+    for (int k = 0; k < 3; k++) {
+        const bool ok = t + k < T;
+        if (k < 2) cp_async4(v + k, pa + (ok ? t + k : 0), ok);
+        cp_async4(v + 2 + k, pd + (ok ? t + k : 0), ok);
+        cp_async4(v + 5 + k, pt + (ok ? t + k : 0), ok);
     }
-    __syncthreads();
-    if (tid < L) {
-        if (tid >= 32) x += s.wsum[0];
-        s.acs[tid] = x;
-        s.eacs[tid] = __expf(x);
+}
+__device__ void chunk_scalars(ChunkScalars& s, const ScalarRaw& raw) {
+    if ((int)(threadIdx.x >> 5) != kScalarWarp) return;
+    const int lane = threadIdx.x & 31, i = 2 * lane;
+    const float* v = raw.v[lane];
+    const float a0 = v[0], a1 = v[1], dt0 = v[2], dt1 = v[3], dt2 = v[4];
+    const float lam0 = sigmoidf_(v[5]), lam1 = sigmoidf_(v[6]);
+    // look-ahead (§3.1): sigma~_t = dt_{t+1} (1 - lam_{t+1}), zero at the sequence end (dt = 0 there)
+    const float sg0 = dt1 * (1.f - lam1), sg1 = dt2 * (1.f - sigmoidf_(v[7]));
+    s.lam[i] = lam0; s.lam[i + 1] = lam1;
+    s.dtv[i] = dt0; s.dtv[i + 1] = dt1;
+    s.gam[i] = dt0 * lam0; s.gam[i + 1] = dt1 * lam1;
+    s.scale[i] = dt0 * lam0 + sg0; s.scale[i + 1] = dt1 * lam1 + sg1;
+    float x = a0 + a1;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        const float y = __shfl_up_sync(0xffffffffu, x, o);
+        if (lane >= o) x += y;
     }
-    __syncthreads();
-    if (tid < L) s.erev[tid] = __expf(s.acs[L - 1] - s.acs[tid]);
+    const float c1 = x, c0 = x - a1, tot = __shfl_sync(0xffffffffu, x, 31);
+    s.acs[i] = c0; s.acs[i + 1] = c1;
+    s.eacs[i] = __expf(c0); s.eacs[i + 1] = __expf(c1);
+    s.erev[i] = __expf(tot - c0); s.erev[i + 1] = __expf(tot - c1);
 }
 
+// theta rows of a chunk for the angle passes, into rows of S + 1 floats (no bank conflicts down a
+// column): warp w, lane l copy exactly the entries they read there (columns w, w + 8, ..; rows l,
+// l + 32), so the angles need only their own wait, no barrier.
+__device__ __forceinline__ void load_theta_cols(float* dst, const float* src, int S, int nrows) {
+    const int lane = threadIdx.x & 31;
+    for (int i = threadIdx.x >> 5; i < S; i += NT / 32) {
+        cp_async4(dst + lane * (S + 1) + i, src + (lane < nrows ? lane * S + i : 0), lane < nrows);
+        cp_async4(dst + (lane + 32) * (S + 1) + i, src + (lane + 32 < nrows ? (lane + 32) * S + i : 0), lane + 32 < nrows);
+    }
+}
 // ================================================================ forward
 struct FwdSmem {
     Tile Q, K, Kd, Kl, V, Hc, Y, Z;  // q rot; k~ = s k rot; exp(A_c - Acs) k~ as bf16 hi + lo; v; H entering
                                      // (bf16); y; z -> o
     Tile Qr, Kr;                     // q_raw, k_raw (Qr holds the masked scores once q is rotated)
-    float theta[L * SMAX];           // this chunk's theta rows (B,T,S), contiguous
+    float theta[L * (SMAX + 1)];     // this chunk's theta rows (B,T,S), rows padded to S + 1
     float phi[L][SMAX + 1];
     float carry[SMAX];
     float qkd[L];
     float qb[NN], kb[NN];
     ChunkScalars cs;
+    ScalarRaw raw;
 };
 
 __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
@@ -185,23 +251,30 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
         for (int e = 0; e < 4; e += 2)
             *reinterpret_cast<uint32_t*>(&s.Hc[acc_row(r0, e)][c0 + acc_col(j, e)]) = pack_bf16(accH[j][e], accH[j][e + 1]);
 
+    // Loads run a chunk ahead where the tile is dead early: k_raw, theta and the scalars after the
+    // rotation, q_raw (the score tile) after S.V; v and z are issued at the chunk's top and first waited
+    // for before S.V. cp.async groups in flight at a chunk's top: {k_raw, theta, scalars}, {q_raw}.
+    const int64_t ldv = (int64_t)H * PP, ldq = (int64_t)G * NN;
+    load_tile<NT>(s.Kr, k_raw + (int64_t)b * T * ldq + g * NN, ldq, min(L, T));
+    load_theta_cols(s.theta, theta + (int64_t)b * T * S, S, min(L, T));
+    load_scalars(s.raw, adt, dt, trap, bh, T, 0);
+    cp_async_commit();
+    load_tile<NT>(s.Qr, q_raw + (int64_t)b * T * ldq + g * NN, ldq, min(L, T));
+    cp_async_commit();
+
     for (int c = 0; c < NC; c++) {
-        const int t0 = c * L, nrows = min(L, T - t0);
-        __syncthreads();  // previous chunk's readers of every tile are done
-        const int64_t ldv = (int64_t)H * PP, ldq = (int64_t)G * NN;
+        const int t0 = c * L, nrows = min(L, T - t0), t1 = t0 + L, nrows1 = min(L, T - t1);
+        cp_async_wait_group<0>();    // this chunk's k_raw, theta, scalars, q_raw
+        chunk_scalars(s.cs, s.raw);  // (the previous chunk read its scalars before its last barrier)
+        __syncthreads();             // previous chunk's readers of every tile are done; copies visible
         load_tile<NT>(s.V, v + ((int64_t)b * T + t0) * ldv + h * PP, ldv, nrows);
         load_tile<NT>(s.Z, z + ((int64_t)b * T + t0) * ldv + h * PP, ldv, nrows);
-        load_tile<NT>(s.Qr, q_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
-        load_tile<NT>(s.Kr, k_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
-        load_floats<NT>(s.theta, theta + ((int64_t)b * T + t0) * S, L * S / 4, nrows * S / 4);
-        chunk_scalars(s.cs, adt, dt, trap, bh, T, t0);
-        cp_async_wait_all();
-        __syncthreads();
+        cp_async_commit();
         // ---- angles (§3.6): phi = carry + cumsum(pi tanh(theta) dt), mod 2pi; carry mod 2pi
         for (int i = warp; i < S; i += NT / 32) {
             float w0 = 0.f, w1 = 0.f;
-            if (lane < nrows) w0 = kPi * tanhf(s.theta[lane * S + i]) * s.cs.dtv[lane];
-            if (lane + 32 < nrows) w1 = kPi * tanhf(s.theta[(lane + 32) * S + i]) * s.cs.dtv[lane + 32];
+            if (lane < nrows) w0 = kPi * tanhf(s.theta[lane * (S + 1) + i]) * s.cs.dtv[lane];
+            if (lane + 32 < nrows) w1 = kPi * tanhf(s.theta[(lane + 32) * (S + 1) + i]) * s.cs.dtv[lane + 32];
 #pragma unroll
             for (int o = 1; o < 32; o <<= 1) {
                 float y0 = __shfl_up_sync(0xffffffffu, w0, o), y1 = __shfl_up_sync(0xffffffffu, w1, o);
@@ -222,10 +295,12 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
             const int r = tid >> 2, qt = tid & 3, n0 = 16 * qt, t = t0 + r;
             const bool ok = r < nrows;
             float qv[16], kv[16], dot = 0.f;
+            load_row16(qv, &s.Qr[r][n0]);
+            load_row16(kv, &s.Kr[r][n0]);
 #pragma unroll
             for (int k = 0; k < 16; k++) {
-                qv[k] = ok ? __bfloat162float(s.Qr[r][n0 + k]) + s.qb[n0 + k] : 0.f;
-                kv[k] = ok ? __bfloat162float(s.Kr[r][n0 + k]) + s.kb[n0 + k] : 0.f;
+                qv[k] = ok ? qv[k] + s.qb[n0 + k] : 0.f;
+                kv[k] = ok ? kv[k] + s.kb[n0 + k] : 0.f;
                 dot += qv[k] * kv[k];
             }
             dot += __shfl_xor_sync(0xffffffffu, dot, 1);
@@ -246,21 +321,30 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
 #pragma unroll
                 for (int k = 0; k < 16; k++) fin.k[bh * NN + n0 + k] = kv[k];
             const float sc = s.cs.scale[r], kd = sc * s.cs.erev[r];
+            store_row16(&s.Q[r][n0], qv, 1.f);
+            store_row16(&s.K[r][n0], kv, sc);
+            // the state update takes k~ as hi + lo bf16 parts: the state stays fp32-accurate
+            uint4 hi4[2], lo4[2];
+            uint32_t *hw = reinterpret_cast<uint32_t*>(hi4), *lw = reinterpret_cast<uint32_t*>(lo4);
 #pragma unroll
             for (int k = 0; k < 16; k += 2) {
-                *reinterpret_cast<uint32_t*>(&s.Q[r][n0 + k]) = pack_bf16(qv[k], qv[k + 1]);
-                *reinterpret_cast<uint32_t*>(&s.K[r][n0 + k]) = pack_bf16(sc * kv[k], sc * kv[k + 1]);
-                // the state update takes k~ as hi + lo bf16 parts: the state stays fp32-accurate
                 const float a0 = kd * kv[k], a1 = kd * kv[k + 1];
                 const __nv_bfloat162 hi = __floats2bfloat162_rn(a0, a1);
-                *reinterpret_cast<__nv_bfloat162*>(&s.Kd[r][n0 + k]) = hi;
-                *reinterpret_cast<uint32_t*>(&s.Kl[r][n0 + k]) =
-                    pack_bf16(a0 - __bfloat162float(hi.x), a1 - __bfloat162float(hi.y));
+                hw[k / 2] = *reinterpret_cast<const uint32_t*>(&hi);
+                lw[k / 2] = pack_bf16(a0 - __bfloat162float(hi.x), a1 - __bfloat162float(hi.y));
             }
+            *reinterpret_cast<uint4*>(&s.Kd[r][n0]) = hi4[0]; *reinterpret_cast<uint4*>(&s.Kd[r][n0 + 8]) = hi4[1];
+            *reinterpret_cast<uint4*>(&s.Kl[r][n0]) = lo4[0]; *reinterpret_cast<uint4*>(&s.Kl[r][n0 + 8]) = lo4[1];
         }
         if (fin.v && c == NC - 1 && tid < PP)
             fin.v[bh * PP + tid] = __bfloat162float(v[((int64_t)b * T + T - 1) * ldv + h * PP + tid]);
-        __syncthreads();
+        __syncthreads();  // k_raw and theta are dead: the next chunk's go in now
+        if (c + 1 < NC) {
+            load_tile<NT>(s.Kr, k_raw + ((int64_t)b * T + t1) * ldq + g * NN, ldq, nrows1);
+            load_theta_cols(s.theta, theta + ((int64_t)b * T + t1) * S, S, nrows1);
+            load_scalars(s.raw, adt, dt, trap, bh, T, t1);
+        }
+        cp_async_commit();
         // ---- y_i = exp(Acs_i) Hc q_i + sum_{j<i} (q_i.k~_j) exp(Acs_i - Acs_j) v_j + (D + d_i) v_i
         // The masked scores go to the (now dead) q_raw tile: S.V needs whole rows of them.
         Tile& Sc = s.Qr;
@@ -285,7 +369,8 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
         for (int j = 0; j < 4; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) accY[j][e] *= s.cs.eacs[acc_row(r0, e)];
-        __syncthreads();  // every score row is complete
+        cp_async_wait_group<1>();  // v, z (the next chunk's k_raw, theta may still be in flight)
+        __syncthreads();           // every score row is complete; v, z visible
         warp_gemm<false, true, 4>(accY, Sc, s.V, r0, 0, r0 + 16, c0);
 #pragma unroll
         for (int j = 0; j < 4; j++)
@@ -293,13 +378,16 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
             for (int e = 0; e < 4; e += 2) {
                 const int i = acc_row(r0, e), p = c0 + acc_col(j, e);
                 const float dg = Dh + s.qkd[i];
-                const float y0 = accY[j][e] + dg * __bfloat162float(s.V[i][p]);
-                const float y1 = accY[j][e + 1] + dg * __bfloat162float(s.V[i][p + 1]);
-                const float z0 = __bfloat162float(s.Z[i][p]), z1 = __bfloat162float(s.Z[i][p + 1]);
+                const float2 vv = bf2f(&s.V[i][p]), zz = bf2f(&s.Z[i][p]);
+                const float y0 = accY[j][e] + dg * vv.x, y1 = accY[j][e + 1] + dg * vv.y;
+                const float z0 = zz.x, z1 = zz.y;
                 *reinterpret_cast<uint32_t*>(&s.Y[i][p]) = pack_bf16(y0, y1);
                 *reinterpret_cast<uint32_t*>(&s.Z[i][p]) = pack_bf16(y0 * z0 * sigmoidf_(z0), y1 * z1 * sigmoidf_(z1));
             }
-        __syncthreads();
+        const float eAc = expf(s.cs.acs[L - 1]);  // read before the barrier: the next chunk's top rewrites it
+        __syncthreads();  // the score tile is dead: the next chunk's q_raw goes in
+        if (c + 1 < NC) load_tile<NT>(s.Qr, q_raw + ((int64_t)b * T + t1) * ldq + g * NN, ldq, nrows1);
+        cp_async_commit();
         // ---- write y, out (coalesced); save the state entering this chunk; update the state
         for (int k = tid; k < L * 8; k += NT) {
             const int r = k >> 3, c8 = (k & 7) * 8;
@@ -310,7 +398,6 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
             }
         }
         float* st = states + (bh * NC + c) * PP * NN;
-        const float eAc = expf(s.cs.acs[L - 1]);
 #pragma unroll
         for (int j = 0; j < 4; j++)
 #pragma unroll
@@ -339,8 +426,9 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
 
 // ================================================================ backward
 struct BwdSmem {
-    Tile Q, K, V, dY, Hc, dH, P1, P2, Qr, Kr;  // q rot; k~; v; dy; H entering; dH leaving; M.G' (later
-                                               // exp(Acs) q); M.SK; q_raw; k_raw
+    Tile Q, K, V, dY, Hc, dH, P1, P2, Qr, Kr;  // q rot; k~; v; dy; H entering; dH leaving; M.G'; M.SK;
+                                               // q_raw; k_raw. In the tail K, P2, P1 take the next
+                                               // chunk's dout, z, y.
     float colpart[4][L];                       // per-row-block column sums of G (dADT part 1)
     float urow[2][L], u2[2][L], wv[2][L];      // dADT pieces per position and column half (then summed in [0])
     float qkdot[L], ds[2][L], dd[L];           // qbar.kbar, d scale (per column half), dy.v per position
@@ -348,9 +436,37 @@ struct BwdSmem {
     float pend[2][4];                          // row 0 of a chunk waits for ds of the previous position
     float qb[NN], kb[NN];
     ChunkScalars cs;
-    alignas(16) float tabs[4];                 // phi (L*S), theta (L*S), dphi (L x (S+1)), sized at launch
+    ScalarRaw raw;
+    alignas(16) float tabs[4];                 // phi (L*S), theta, dphi (L x (S+1) each), sized at launch
 };
-size_t bwd_smem_bytes(int S) { return sizeof(BwdSmem) + (size_t)(3 * L * S + L) * sizeof(float); }
+size_t bwd_smem_bytes(int S) { return sizeof(BwdSmem) + (size_t)(3 * L * S + 2 * L) * sizeof(float); }
+
+// Chunk c's saved phi, its v, q_raw, k_raw tiles, dout, z, y for the gate backward into the K, P2, P1
+// tiles (dead in the previous chunk's tail), its scalars; cp.async, not committed. The gate backward
+// reads exactly the 16-byte pieces its thread copied (load_tile's thread mapping), so it needs only
+// the thread's own wait, no barrier.
+__device__ __forceinline__ void load_bwd_tiles(BwdSmem& s, float* phi, const float* phi_g, const bf16* q_raw,
+                                               const bf16* k_raw, const bf16* v, const bf16* dout, const bf16* z,
+                                               const bf16* y_g, const float* adt, const float* dt, const float* trap, int b, int64_t bh, int h, int g, int T, int H, int G, int S, int c) {
+    const int t0 = c * L, nrows = min(L, T - t0);
+    const int64_t ldv = (int64_t)H * PP, ldq = (int64_t)G * NN, ov = ((int64_t)b * T + t0) * ldv + h * PP;
+    load_floats<NT>(phi, phi_g + (bh * T + t0) * S, L * S / 4, nrows * S / 4);
+    load_tile<NT>(s.V, v + ov, ldv, nrows);
+    load_tile<NT>(s.Qr, q_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
+    load_tile<NT>(s.Kr, k_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
+    load_tile<NT>(s.K, dout + ov, ldv, nrows);
+    load_tile<NT>(s.P2, z + ov, ldv, nrows);
+    load_tile<NT>(s.P1, y_g + ov, ldv, nrows);
+    load_scalars(s.raw, adt, dt, trap, bh, T, t0);
+}
+// Chunk c's fp32 state entering it, in registers (to the bf16 Hc tile at the chunk's top).
+struct BwdAhead { float4 h[PP * NN / 4 / NT]; };
+__device__ __forceinline__ void load_bwd_ahead(BwdAhead& a, const float* states, int64_t bh, int T, int c) {
+    const int NC = (T + L - 1) / L;
+    const float* Hg = states + (bh * NC + c) * PP * NN;
+#pragma unroll
+    for (int it = 0; it < PP * NN / 4 / NT; it++) a.h[it] = *reinterpret_cast<const float4*>(Hg + 4 * (threadIdx.x + it * NT));
+}
 
 __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
     bf16* dq_h, bf16* dk_h, float* dth_h,                    // scratch: (B,T,H,N) (B,T,H,N) (B,T,H,S)
@@ -364,15 +480,15 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
     BwdSmem& s = *reinterpret_cast<BwdSmem*>(smem_raw);
     const int SP = S + 1;
     float* phi = s.tabs;                // [L][S]
-    float* th_s = s.tabs + L * S;       // [L][S]
-    float* dphi = s.tabs + 2 * L * S;   // [L][SP]
+    float* th_s = s.tabs + L * S;       // [L][SP]: rows padded, the angle pass reads columns
+    float* dphi = s.tabs + L * S + L * SP;  // [L][SP]
     const int h = blockIdx.x, b = blockIdx.y, g = h / (H / G);
     const int64_t bh = (int64_t)b * H + h;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, t4 = lane & 3;
     const int rb = warp & 3, ch = warp >> 2, r0 = rb * 16, c0 = ch * 32;  // row block, column half
     const int NC = (T + L - 1) / L;
     const float Dh = Dp[h];
-    const int64_t ldv = (int64_t)H * PP, ldq = (int64_t)G * NN;
+    const int64_t ldv = (int64_t)H * PP;
     if (tid < NN) { s.qb[tid] = q_bias[h * NN + tid]; s.kb[tid] = k_bias[h * NN + tid]; }
     if (tid < SMAX) s.carry[tid] = (dfin.angle && tid < S) ? dfin.angle[bh * S + tid] : 0.f;
 
@@ -391,61 +507,61 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
 #pragma unroll
     for (int j = 0; j < 4; j++) bq_acc[j][0] = bq_acc[j][1] = bk_acc[j][0] = bk_acc[j][1] = 0.f;
 
+    // Loads run a chunk ahead, each as soon as its tile is dead in the chunk before: phi, v, q_raw, k_raw,
+    // dout, z, y and the scalars after dv, theta after the angles. cp.async groups in flight at a chunk's
+    // top: {phi, v, q_raw, k_raw, dout, z, y, scalars}, {theta} of this chunk.
+    load_bwd_tiles(s, phi, phi_g, q_raw, k_raw, v, dout, z, y_g, adt, dt, trap, b, bh, h, g, T, H, G, S, NC - 1);
+    cp_async_commit();
+    load_theta_cols(th_s, theta + ((int64_t)b * T + (NC - 1) * L) * S, S, T - (NC - 1) * L);
+    cp_async_commit();
+
     for (int c = NC - 1; c >= 0; c--) {
         const int t0 = c * L, nrows = min(L, T - t0);
-        __syncthreads();
-        // saved phi, theta, v, q_raw, k_raw (async), the state entering the chunk (fp32 -> bf16 tile), dzdo (§5.2)
-        load_floats<NT>(phi, phi_g + (bh * T + t0) * S, L * S / 4, nrows * S / 4);
-        load_floats<NT>(th_s, theta + ((int64_t)b * T + t0) * S, L * S / 4, nrows * S / 4);
-        load_tile<NT>(s.V, v + ((int64_t)b * T + t0) * ldv + h * PP, ldv, nrows);
-        load_tile<NT>(s.Qr, q_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
-        load_tile<NT>(s.Kr, k_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
-        chunk_scalars(s.cs, adt, dt, trap, bh, T, t0);
-        for (int k = tid; k < L * SP; k += NT) dphi[k] = 0.f;
-        const float* Hg = states + (bh * NC + c) * PP * NN;
+        // No barrier here: nothing below touches what the previous chunk's tail still reads (its dADT
+        // pass took the scalars into registers before its last barrier).
+        cp_async_wait_group<1>();  // all but this chunk's theta
+        // the state entering the chunk: loaded here, written as the bf16 Hc tile only after the
+        // recompute below, so its memory latency hides behind the gate backward and the recompute
+        BwdAhead ahead;
+        load_bwd_ahead(ahead, states, bh, T, c);
+        // gate backward (§5.2) from dout, z, y in the K, P2, P1 tiles (the thread's own copies) -> dy tile, dz
 #pragma unroll
-        for (int k = tid; k < PP * NN / 4; k += NT) {
-            const int p = (4 * k) / NN, n = (4 * k) % NN;
-            const float4 hv = *reinterpret_cast<const float4*>(Hg + 4 * k);
-            *reinterpret_cast<uint32_t*>(&s.Hc[p][n]) = pack_bf16(hv.x, hv.y);
-            *reinterpret_cast<uint32_t*>(&s.Hc[p][n + 2]) = pack_bf16(hv.z, hv.w);
-        }
+        for (int it = 0; it < L * 8 / NT; it++) {
+            const int k = tid + it * NT, r = k >> 3, c8 = (k & 7) * 8;
+            const uint4 go4 = *reinterpret_cast<const uint4*>(&s.K[r][c8]), z4 = *reinterpret_cast<const uint4*>(&s.P2[r][c8]),
+                        y4 = *reinterpret_cast<const uint4*>(&s.P1[r][c8]);
+            const bf16 *go = reinterpret_cast<const bf16*>(&go4), *zz = reinterpret_cast<const bf16*>(&z4),
+                       *yy = reinterpret_cast<const bf16*>(&y4);
+            uint4 dz4, dyv;
+            bf16* dzz = reinterpret_cast<bf16*>(&dz4);
+            bf16* dyy = reinterpret_cast<bf16*>(&dyv);
 #pragma unroll
-        for (int k = tid; k < L * 8; k += NT) {
-            const int r = k >> 3, c8 = (k & 7) * 8;
-            uint4 dyv = make_uint4(0, 0, 0, 0);
-            if (r < nrows) {
-                const int64_t o = ((int64_t)b * T + t0 + r) * ldv + h * PP + c8;
-                const uint4 go4 = *reinterpret_cast<const uint4*>(dout + o), z4 = *reinterpret_cast<const uint4*>(z + o),
-                            y4 = *reinterpret_cast<const uint4*>(y_g + o);
-                const bf16 *go = reinterpret_cast<const bf16*>(&go4), *zz = reinterpret_cast<const bf16*>(&z4),
-                           *yy = reinterpret_cast<const bf16*>(&y4);
-                uint4 dz4;
-                bf16* dzz = reinterpret_cast<bf16*>(&dz4);
-                bf16* dyy = reinterpret_cast<bf16*>(&dyv);
-#pragma unroll
-                for (int j = 0; j < 8; j++) {
-                    const float zf = __bfloat162float(zz[j]), sg = sigmoidf_(zf), gof = __bfloat162float(go[j]);
-                    dyy[j] = __float2bfloat16(gof * zf * sg);
-                    dzz[j] = __float2bfloat16(gof * __bfloat162float(yy[j]) * sg * (1.f + zf * (1.f - sg)));
-                }
-                *reinterpret_cast<uint4*>(dz + o) = dz4;
+            for (int j = 0; j < 8; j++) {  // padded rows hold zeros: dy = 0 there
+                const float zf = __bfloat162float(zz[j]), sg = sigmoidf_(zf), gof = __bfloat162float(go[j]);
+                dyy[j] = __float2bfloat16(gof * zf * sg);
+                dzz[j] = __float2bfloat16(gof * __bfloat162float(yy[j]) * sg * (1.f + zf * (1.f - sg)));
             }
+            if (r < nrows) *reinterpret_cast<uint4*>(dz + ((int64_t)b * T + t0 + r) * ldv + h * PP + c8) = dz4;
             *reinterpret_cast<uint4*>(&s.dY[r][c8]) = dyv;
         }
-        cp_async_wait_all();
-        __syncthreads();
+        chunk_scalars(s.cs, s.raw);
+        __syncthreads();  // Hc, dy, scalars, and the other threads' copies are visible
         // ---- recompute q, k~; qbar.kbar and dd = dy.v per position. Thread = (row, quarter of N).
         {
             const int r = tid >> 2, n0 = 16 * (tid & 3);
             const bool ok = r < nrows;
             float qv[16], kv[16], dot = 0.f, ddp = 0.f;
+            load_row16(qv, &s.dY[r][n0]);  // dy and v first, through the q and k registers
+            load_row16(kv, &s.V[r][n0]);
+#pragma unroll
+            for (int k = 0; k < 16; k++) ddp += qv[k] * kv[k];
+            load_row16(qv, &s.Qr[r][n0]);
+            load_row16(kv, &s.Kr[r][n0]);
 #pragma unroll
             for (int k = 0; k < 16; k++) {
-                qv[k] = ok ? __bfloat162float(s.Qr[r][n0 + k]) + s.qb[n0 + k] : 0.f;
-                kv[k] = ok ? __bfloat162float(s.Kr[r][n0 + k]) + s.kb[n0 + k] : 0.f;
+                qv[k] = ok ? qv[k] + s.qb[n0 + k] : 0.f;
+                kv[k] = ok ? kv[k] + s.kb[n0 + k] : 0.f;
                 dot += qv[k] * kv[k];
-                ddp += __bfloat162float(s.dY[r][n0 + k]) * __bfloat162float(s.V[r][n0 + k]);
             }
 #pragma unroll
             for (int o = 1; o < 4; o <<= 1) {
@@ -464,36 +580,43 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                     kv[2 * j] = k0 * cs - k1 * sn; kv[2 * j + 1] = k0 * sn + k1 * cs;
                 }
             }
-            const float sc = s.cs.scale[r];
+            store_row16(&s.Q[r][n0], qv, 1.f);
+            store_row16(&s.K[r][n0], kv, s.cs.scale[r]);
+        }
 #pragma unroll
-            for (int k = 0; k < 16; k += 2) {
-                *reinterpret_cast<uint32_t*>(&s.Q[r][n0 + k]) = pack_bf16(qv[k], qv[k + 1]);
-                *reinterpret_cast<uint32_t*>(&s.K[r][n0 + k]) = pack_bf16(sc * kv[k], sc * kv[k + 1]);
-            }
+        for (int it = 0; it < PP * NN / 4 / NT; it++) {
+            const int k = tid + it * NT, p = (4 * k) / NN, n = (4 * k) % NN;
+            const float4 hv = ahead.h[it];
+            *reinterpret_cast<uint32_t*>(&s.Hc[p][n]) = pack_bf16(hv.x, hv.y);
+            *reinterpret_cast<uint32_t*>(&s.Hc[p][n + 2]) = pack_bf16(hv.z, hv.w);
         }
         __syncthreads();
         // ---- intra-chunk score matrices: SK = Q K~^T, G' = dY V^T, M = exp(Acs_i - Acs_j)[i>j]
+        // Warps whose 32 columns all lie above the diagonal (rows 0..31, columns 32..63) skip the
+        // products: M is zero there and the P1, P2 tiles are never read there (every later product
+        // stops its k range at the diagonal block).
         {
-            float accA[4][4], accB[4][4];
-            zero_acc<4>(accA); zero_acc<4>(accB);
-            warp_gemm<false, false, 4>(accA, s.Q, s.K, r0, 0, NN, c0);
-            warp_gemm<false, false, 4>(accB, s.dY, s.V, r0, 0, PP, c0);
-            float rs[2] = {0.f, 0.f}, csum[4][2];
+            float rs[2] = {0.f, 0.f}, csum[4][2] = {};
+            if (c0 < r0 + 16) {
+                float accA[4][4], accB[4][4];
+                zero_acc<4>(accA); zero_acc<4>(accB);
+                warp_gemm<false, false, 4>(accA, s.Q, s.K, r0, 0, NN, c0);
+                warp_gemm<false, false, 4>(accB, s.dY, s.V, r0, 0, PP, c0);
 #pragma unroll
-            for (int j = 0; j < 4; j++) {
-                csum[j][0] = csum[j][1] = 0.f;
+                for (int j = 0; j < 4; j++) {
 #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int i = acc_row(r0, e), jj = c0 + acc_col(j, e);
-                    const float M = i > jj ? __expf(s.cs.acs[i] - s.cs.acs[jj]) : 0.f;
-                    const float p1 = M * accB[j][e], p2 = M * accA[j][e], gg = p1 * accA[j][e];
-                    rs[e >> 1] += gg; csum[j][e & 1] += gg;
-                    accB[j][e] = p1; accA[j][e] = p2;
+                    for (int e = 0; e < 4; e++) {
+                        const int i = acc_row(r0, e), jj = c0 + acc_col(j, e);
+                        const float M = i > jj ? __expf(s.cs.acs[i] - s.cs.acs[jj]) : 0.f;
+                        const float p1 = M * accB[j][e], p2 = M * accA[j][e], gg = p1 * accA[j][e];
+                        rs[e >> 1] += gg; csum[j][e & 1] += gg;
+                        accB[j][e] = p1; accA[j][e] = p2;
+                    }
+                    *reinterpret_cast<uint32_t*>(&s.P1[acc_row(r0, 0)][c0 + acc_col(j, 0)]) = pack_bf16(accB[j][0], accB[j][1]);
+                    *reinterpret_cast<uint32_t*>(&s.P1[acc_row(r0, 2)][c0 + acc_col(j, 2)]) = pack_bf16(accB[j][2], accB[j][3]);
+                    *reinterpret_cast<uint32_t*>(&s.P2[acc_row(r0, 0)][c0 + acc_col(j, 0)]) = pack_bf16(accA[j][0], accA[j][1]);
+                    *reinterpret_cast<uint32_t*>(&s.P2[acc_row(r0, 2)][c0 + acc_col(j, 2)]) = pack_bf16(accA[j][2], accA[j][3]);
                 }
-                *reinterpret_cast<uint32_t*>(&s.P1[acc_row(r0, 0)][c0 + acc_col(j, 0)]) = pack_bf16(accB[j][0], accB[j][1]);
-                *reinterpret_cast<uint32_t*>(&s.P1[acc_row(r0, 2)][c0 + acc_col(j, 2)]) = pack_bf16(accB[j][2], accB[j][3]);
-                *reinterpret_cast<uint32_t*>(&s.P2[acc_row(r0, 0)][c0 + acc_col(j, 0)]) = pack_bf16(accA[j][0], accA[j][1]);
-                *reinterpret_cast<uint32_t*>(&s.P2[acc_row(r0, 2)][c0 + acc_col(j, 2)]) = pack_bf16(accA[j][2], accA[j][3]);
             }
             // row sums over the 4 lanes of a row; column sums over the 8 row-groups of the warp
 #pragma unroll
@@ -517,7 +640,11 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
 #pragma unroll
             for (int j = 0; j < 4; j++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) m += __bfloat162float(s.Hc[acc_row(r0, e)][c0 + acc_col(j, e)]) * dHacc[j][e];
+                for (int e = 0; e < 4; e += 2) {
+                    const float2 hv = bf2f(&s.Hc[acc_row(r0, e)][c0 + acc_col(j, e)]);
+                    m += hv.x * dHacc[j][e];
+                    m += hv.y * dHacc[j][e + 1];
+                }
 #pragma unroll
             for (int o = 16; o > 0; o >>= 1) m += __shfl_xor_sync(0xffffffffu, m, o);
             if (lane == 0) s.mpart[warp] = m;
@@ -532,10 +659,12 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
 #pragma unroll
             for (int j = 0; j < 4; j++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) {
+                for (int e = 0; e < 4; e += 2) {
                     const int i = acc_row(r0, e);
-                    accQ[j][e] *= s.cs.eacs[i];
-                    u2[e >> 1] += accQ[j][e] * __bfloat162float(s.Q[i][c0 + acc_col(j, e)]);
+                    const float2 qq = bf2f(&s.Q[i][c0 + acc_col(j, e)]);
+                    accQ[j][e] *= s.cs.eacs[i]; accQ[j][e + 1] *= s.cs.eacs[i];
+                    u2[e >> 1] += accQ[j][e] * qq.x;
+                    u2[e >> 1] += accQ[j][e + 1] * qq.y;
                 }
 #pragma unroll
             for (int q = 0; q < 2; q++) {
@@ -564,10 +693,9 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
 #pragma unroll
                 for (int j = 0; j < 4; j++) {
                     const int m = c0 / 2 + 4 * j + t4, n0 = 2 * m;
-                    const float qb0 = ok ? __bfloat162float(s.Qr[i][n0]) + s.qb[n0] : 0.f;
-                    const float qb1 = ok ? __bfloat162float(s.Qr[i][n0 + 1]) + s.qb[n0 + 1] : 0.f;
-                    const float kb0 = ok ? __bfloat162float(s.Kr[i][n0]) + s.kb[n0] : 0.f;
-                    const float kb1 = ok ? __bfloat162float(s.Kr[i][n0 + 1]) + s.kb[n0 + 1] : 0.f;
+                    const float2 qr = bf2f(&s.Qr[i][n0]), kr = bf2f(&s.Kr[i][n0]);
+                    const float qb0 = ok ? qr.x + s.qb[n0] : 0.f, qb1 = ok ? qr.y + s.qb[n0 + 1] : 0.f;
+                    const float kb0 = ok ? kr.x + s.kb[n0] : 0.f, kb1 = ok ? kr.y + s.kb[n0 + 1] : 0.f;
                     float sn = 0.f, cs = 1.f;
                     if (m < S) sincos_angle(phi[i * S + m], &sn, &cs);
                     const float dq0 = accQ[j][e], dq1 = accQ[j][e + 1], dk0 = accK[j][e], dk1 = accK[j][e + 1];
@@ -580,8 +708,8 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                     // q and k~ the products used: then the intra-chunk pair terms, which cancel in the
                     // reverse cumsum of d phi (q.k~ is rotation invariant), cancel in our sums too.
                     if (m < S) {
-                        const float q0 = __bfloat162float(s.Q[i][n0]), q1 = __bfloat162float(s.Q[i][n0 + 1]);
-                        const float k0 = __bfloat162float(s.K[i][n0]), k1 = __bfloat162float(s.K[i][n0 + 1]);
+                        const float2 qq = bf2f(&s.Q[i][n0]), kk = bf2f(&s.K[i][n0]);
+                        const float q0 = qq.x, q1 = qq.y, k0 = kk.x, k1 = kk.y;
                         float dp = -dq0 * q1 + dq1 * q0 - dk0 * k1 + dk1 * k0;
                         if (last) {
                             const float fk0 = dfin.k[bh * NN + n0], fk1 = dfin.k[bh * NN + n0 + 1];
@@ -613,10 +741,12 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
 #pragma unroll
             for (int j = 0; j < 4; j++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) {
+                for (int e = 0; e < 4; e += 2) {
                     const int i = acc_row(r0, e);
-                    acc[j][e] *= s.cs.erev[i];
-                    wv[e >> 1] += acc[j][e] * __bfloat162float(s.V[i][c0 + acc_col(j, e)]);
+                    const float2 vv = bf2f(&s.V[i][c0 + acc_col(j, e)]);
+                    acc[j][e] *= s.cs.erev[i]; acc[j][e + 1] *= s.cs.erev[i];
+                    wv[e >> 1] += acc[j][e] * vv.x;
+                    wv[e >> 1] += acc[j][e + 1] * vv.y;
                 }
 #pragma unroll
             for (int q = 0; q < 2; q++) {
@@ -632,36 +762,50 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                     const int i = acc_row(r0, e), p = c0 + acc_col(j, e);
                     if (i < nrows) {
                         const float dg = Dh + s.cs.gam[i] * s.qkdot[i];
-                        float v0 = acc[j][e] + dg * __bfloat162float(s.dY[i][p]);
-                        float v1 = acc[j][e + 1] + dg * __bfloat162float(s.dY[i][p + 1]);
+                        const float2 dy = bf2f(&s.dY[i][p]);
+                        float v0 = acc[j][e] + dg * dy.x, v1 = acc[j][e + 1] + dg * dy.y;
                         if (dfin.v && t0 + i == T - 1) { v0 += dfin.v[bh * PP + p]; v1 += dfin.v[bh * PP + p + 1]; }
                         *reinterpret_cast<uint32_t*>(dv + ((int64_t)b * T + t0 + i) * ldv + h * PP + p) = pack_bf16(v0, v1);
                     }
                 }
         }
-        __syncthreads();  // every reader of the dH, P1, P2 tiles is done
-        // exp(Acs_i) q_i into the P1 tile for the dH update
-        for (int k = tid; k < L * NN / 2; k += NT) {
-            const int r = k / (NN / 2), n = 2 * (k % (NN / 2));
-            const float ea = s.cs.eacs[r];
-            *reinterpret_cast<uint32_t*>(&s.P1[r][n]) =
-                pack_bf16(ea * __bfloat162float(s.Q[r][n]), ea * __bfloat162float(s.Q[r][n + 1]));
+        __syncthreads();  // every reader of the dH, P1, P2 tiles is done; phi, v, q_raw, k_raw, K, Hc are dead
+        if (c > 0) {
+            load_bwd_tiles(s, phi, phi_g, q_raw, k_raw, v, dout, z, y_g, adt, dt, trap, b, bh, h, g, T, H, G, S, c - 1);
         }
-        __syncthreads();
+        cp_async_commit();
         {
-            // dH <- exp(A_c) dH + sum_i dy_i (exp(Acs_i) q_i)^T
+            // dH <- exp(A_c) dH + sum_i dy_i (exp(Acs_i) q_i)^T. The row weight exp(Acs_i) goes onto dy's
+            // fragments (i is the reduced index), so Q is used as it is: no scaled copy, no barrier for one.
             const float eAc = expf(s.cs.acs[L - 1]);
 #pragma unroll
             for (int j = 0; j < 4; j++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) dHacc[j][e] *= eAc;
-            warp_gemm<true, true, 4>(dHacc, s.dY, s.P1, r0, 0, L, c0);
+#pragma unroll
+            for (int kk = 0; kk < L; kk += 16) {
+                uint32_t a[4];
+                ldsm4t(a, &s.dY[kk + (lane & 7) + ((lane >> 4) << 3)][r0 + ((lane >> 3) & 1) * 8]);
+                // a[0], a[1] hold k = kk + 2(lane%4) + {0,1}; a[2], a[3] the same + 8
+                const float2 e0 = *reinterpret_cast<const float2*>(&s.cs.eacs[kk + 2 * t4]);
+                const float2 e1 = *reinterpret_cast<const float2*>(&s.cs.eacs[kk + 8 + 2 * t4]);
+                a[0] = scale_bf16x2(a[0], e0); a[1] = scale_bf16x2(a[1], e0);
+                a[2] = scale_bf16x2(a[2], e1); a[3] = scale_bf16x2(a[3], e1);
+#pragma unroll
+                for (int nn = 0; nn < 2; nn++) {
+                    uint32_t bb[4];
+                    ldsm4t(bb, &s.Q[kk + (lane & 7) + (((lane >> 3) & 1) << 3)][c0 + nn * 16 + (lane >> 4) * 8]);
+                    mma16816(dHacc[2 * nn], a, bb[0], bb[1]);
+                    mma16816(dHacc[2 * nn + 1], a, bb[2], bb[3]);
+                }
+            }
 #pragma unroll
             for (int j = 0; j < 4; j++)
 #pragma unroll
                 for (int e = 0; e < 4; e += 2)
                     *reinterpret_cast<uint32_t*>(&s.dH[acc_row(r0, e)][c0 + acc_col(j, e)]) = pack_bf16(dHacc[j][e], dHacc[j][e + 1]);
         }
+        cp_async_wait_group<1>();  // this chunk's theta, copied by the threads that read it below
         // ---- angles (§5.6): g_t = carry + sum_{r>=t} dphi_r; dtheta = g dt pi sech^2; dDT += g pi tanh
         for (int i = warp; i < S; i += NT / 32) {
             float x0 = dphi[lane * SP + i], x1 = dphi[(lane + 32) * SP + i];
@@ -675,13 +819,13 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
             float a0 = 0.f, a1 = 0.f;
             if (lane < nrows) {
                 const int t = t0 + lane;
-                const float th = tanhf(th_s[lane * S + i]);
+                const float th = tanhf(th_s[lane * SP + i]);
                 dth_h[(((int64_t)b * T + t) * H + h) * S + i] = g0 * s.cs.dtv[lane] * kPi * (1.f - th * th);
                 a0 = g0 * kPi * th;
             }
             if (lane + 32 < nrows) {
                 const int t = t0 + lane + 32;
-                const float th = tanhf(th_s[(lane + 32) * S + i]);
+                const float th = tanhf(th_s[(lane + 32) * SP + i]);
                 dth_h[(((int64_t)b * T + t) * H + h) * S + i] = g1 * s.cs.dtv[lane + 32] * kPi * (1.f - th * th);
                 a1 = g1 * kPi * th;
             }
@@ -690,9 +834,12 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
             const float tot0 = __shfl_sync(0xffffffffu, x0, 0);
             if (lane == 0) s.carry[i] = carry + tot0 + tot1;
         }
-        // ---- dADT (§5.3) scans within each half of the chunk (threads 0..63)
+        // ---- dADT (§5.3) scans within each half of the chunk (threads 0..63); the scalars the last pass
+        // needs go to registers here, before the barrier after which the next chunk rewrites them
+        float lam = 0.f, dtt = 0.f, eAcL = 0.f;
         if (tid < L) {
             const int r = tid;
+            lam = s.cs.lam[r]; dtt = s.cs.dtv[r]; eAcL = expf(s.cs.acs[L - 1]);
             float su = s.urow[0][r] + s.urow[1][r] - (s.colpart[0][r] + s.colpart[1][r] + s.colpart[2][r] + s.colpart[3][r]) +
                        s.u2[0][r] + s.u2[1][r];
             const float w = s.wv[0][r] + s.wv[1][r];
@@ -708,14 +855,15 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
             s.urow[0][r] = su; s.u2[0][r] = pw; s.wv[0][r] = w; s.ds[0][r] += s.ds[1][r];
         }
         __syncthreads();
+        if (c > 0) load_theta_cols(th_s, theta + ((int64_t)b * T + t0 - L) * S, S, L);
+        cp_async_commit();
         // ---- dADT_t = sum_{r>=t} u_r + m + sum_{r<t} w_r; dDT, dTrap (§5.5) per position
         if (tid < L) {
             const int r = tid, t = t0 + r;
             float su = s.urow[0][r], pw = s.u2[0][r] - s.wv[0][r];
             if (r < 32) su += s.urow[0][32];
             else pw += s.u2[0][31];
-            const float m = (s.mpart[0] + s.mpart[1] + s.mpart[2] + s.mpart[3] + s.mpart[4] + s.mpart[5] + s.mpart[6] + s.mpart[7]) * expf(s.cs.acs[L - 1]);
-            const float lam = s.cs.lam[r], dtt = s.cs.dtv[r];
+            const float m = (s.mpart[0] + s.mpart[1] + s.mpart[2] + s.mpart[3] + s.mpart[4] + s.mpart[5] + s.mpart[6] + s.mpart[7]) * eAcL;
             float at = 0.f;
             for (int i = 0; i < S; i++) at += dphi[r * SP + i];
             const float gs = s.dd[r] * s.qkdot[r] + s.ds[0][r];  // d gamma + d scale
@@ -847,7 +995,7 @@ __global__ void mamba3_scan_param_sum_kernel(float* dq_bias, float* dk_bias, flo
 
 void check_dims(const Mamba3Dims& d, const char* who) {
     if (d.N != NN || d.P != PP || d.L != L) fatal("%s: needs N = P = L = 64 (got N %d, P %d, L %d)", who, d.N, d.P, d.L);
-    // S % 4: theta and phi rows of a chunk move as 16-byte pieces
+    // S % 4: the backward copies phi rows of a chunk as 16-byte pieces
     if (d.S < 4 || d.S > SMAX || d.S % 4) fatal("%s: angle pairs S = %d not a multiple of 4 in 4..%d", who, d.S, SMAX);
     if (d.G < 1 || d.H % d.G) fatal("%s: heads %d not a multiple of groups %d", who, d.H, d.G);
     if (d.T < 1 || d.B < 1) fatal("%s: empty batch (B %d, T %d)", who, d.B, d.T);
