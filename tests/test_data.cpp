@@ -213,6 +213,29 @@ TEST_CASE("data: training loader gives ranks disjoint windows, deterministic fro
     for (auto& x : L) train_loader_free(&x);
 }
 
+// Issue 6: k GPUs x 1 micro-batch must see what 1 GPU x k micro-batches sees: within an epoch,
+// draw d of rank r (world k) is draw d*k + r of the single rank (perm[(d*world + r)*B + b]).
+TEST_CASE("data: k ranks x 1 draw == 1 rank x k draws (same windows, same order within an epoch)") {
+    TempDir d;
+    const int T = 15, B = 2, K = 3;
+    write_test_shard(d.file("t_train_000000.bin"), 0, 16 * 20 + 5);
+    write_test_shard(d.file("t_train_000001.bin"), 1, 16 * 13);
+    TrainLoader one;
+    train_loader_init(&one, d.path, B, T, 0, 1, 777, 0);
+    std::vector<TrainLoader> ranks(K);
+    for (int r = 0; r < K; r++) train_loader_init(&ranks[r], d.path, B, T, r, K, 777, 0);
+    REQUIRE(ranks[0].draws_per_epoch() == 5);  // 33 windows / (2 x 3): 15 single-rank draws
+    std::vector<int32_t> a((size_t)B * (T + 1)), b(a.size());
+    for (int draw = 0; draw < ranks[0].draws_per_epoch(); draw++)
+        for (int r = 0; r < K; r++) {
+            train_loader_next(&one, a.data());
+            train_loader_next(&ranks[r], b.data());
+            CHECK(a == b);
+        }
+    train_loader_free(&one);
+    for (auto& x : ranks) train_loader_free(&x);
+}
+
 TEST_CASE("data: training loader state resumes bit-exactly across epochs") {
     TempDir d;
     const int T = 7, B = 3;
