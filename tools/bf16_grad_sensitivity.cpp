@@ -1,8 +1,8 @@
 // Conditioning check behind the q_gain bound of tests/gpu/test_model.cu: runs the CPU model twice on
 // test config (a), T 64, once with exact weights and once with the matrices and wte rounded to bf16,
 // and prints how far each gradient tensor moves (max abs diff / max |grad|). Build from the repo root
-// after `make`: g++ -O2 -std=c++17 -fopenmp -I. tools/bf16_grad_sensitivity.cpp \
-//   $(ls build/model/*.o | grep -v "\.cu\.o") -o build/bf16_grad_sensitivity
+// after `make`:
+//   g++ -O2 -std=c++17 -fopenmp -I. tools/bf16_grad_sensitivity.cpp $(ls build/model/*.o | grep -v "\.cu\.o") -o build/bf16_grad_sensitivity
 #include "model/model.h"
 #include "model/common.h"
 #include <cmath>
