@@ -321,17 +321,23 @@ int main(int argc, char** argv) {
         LoaderState ls = train_loader_state(train);
         st->loader.assign((const uint8_t*)&ls, (const uint8_t*)&ls + sizeof(ls));
     };
+    // Called by every rank (same step, same condition); rank 0 alone writes.
     auto save_ckpt = [&](const std::string& path, int64_t step, double elapsed) {
-        if (!master) return;
-        CkptState st;
-        ckpt_state(&st);
-        for (size_t i = 0; i < dev_arenas.size(); i++)
-            cudaCheck(cudaMemcpy(host_arenas[i].data(), dev_arenas[i].second, arena * sizeof(float), cudaMemcpyDeviceToHost));
-        st.step = step;
-        st.elapsed_s = elapsed;
-        st.git_hash = GIT_HASH;
-        checkpoint_write(path.c_str(), cfg, st);
-        printf("checkpoint: %s (step %lld)\n", path.c_str(), (long long)step);
+        if (master) {
+            CkptState st;
+            ckpt_state(&st);
+            for (size_t i = 0; i < dev_arenas.size(); i++)
+                cudaCheck(cudaMemcpy(host_arenas[i].data(), dev_arenas[i].second, arena * sizeof(float), cudaMemcpyDeviceToHost));
+            st.step = step;
+            st.elapsed_s = elapsed;
+            st.git_hash = GIT_HASH;
+            checkpoint_write(path.c_str(), cfg, st);
+            printf("checkpoint: %s (step %lld)\n", path.c_str(), (long long)step);
+        }
+        // Multi-GPU: the other ranks wait here, under a long watchdog timeout, while rank 0 writes
+        // (~0.5 GB): otherwise they wait inside the next step's gradient all-reduce (or
+        // validation's barrier) under dist_timeout_s, and a slow disk kills the run.
+        dist_barrier(dist, stream, cfg.dist_timeout_s + 1800);
     };
 
     // A NaN/Inf loss, then a NaN/Inf gradient (the first tensor in table order), ends the run.
