@@ -321,17 +321,23 @@ int main(int argc, char** argv) {
         LoaderState ls = train_loader_state(train);
         st->loader.assign((const uint8_t*)&ls, (const uint8_t*)&ls + sizeof(ls));
     };
+    // Called by every rank (same step, same condition); rank 0 alone writes.
     auto save_ckpt = [&](const std::string& path, int64_t step, double elapsed) {
-        if (!master) return;
-        CkptState st;
-        ckpt_state(&st);
-        for (size_t i = 0; i < dev_arenas.size(); i++)
-            cudaCheck(cudaMemcpy(host_arenas[i].data(), dev_arenas[i].second, arena * sizeof(float), cudaMemcpyDeviceToHost));
-        st.step = step;
-        st.elapsed_s = elapsed;
-        st.git_hash = GIT_HASH;
-        checkpoint_write(path.c_str(), cfg, st);
-        printf("checkpoint: %s (step %lld)\n", path.c_str(), (long long)step);
+        if (master) {
+            CkptState st;
+            ckpt_state(&st);
+            for (size_t i = 0; i < dev_arenas.size(); i++)
+                cudaCheck(cudaMemcpy(host_arenas[i].data(), dev_arenas[i].second, arena * sizeof(float), cudaMemcpyDeviceToHost));
+            st.step = step;
+            st.elapsed_s = elapsed;
+            st.git_hash = GIT_HASH;
+            checkpoint_write(path.c_str(), cfg, st);
+            printf("checkpoint: %s (step %lld)\n", path.c_str(), (long long)step);
+        }
+        // Multi-GPU: the other ranks wait here, under a long watchdog timeout, while rank 0 writes
+        // (~0.5 GB): otherwise they wait inside the next step's gradient all-reduce (or
+        // validation's barrier) under dist_timeout_s, and a slow disk kills the run.
+        dist_barrier(dist, stream, cfg.dist_timeout_s + 1800);
     };
 
     // A NaN/Inf loss, then a NaN/Inf gradient (the first tensor in table order), ends the run.
@@ -389,12 +395,27 @@ int main(int argc, char** argv) {
     // room left in the cap for the Hessians' forward passes: costed as full micro-batches of the
     // last step (forward + backward), an overestimate of a forward plus the H GEMMs
     double hess_reserve = 0;
-    while (step < cfg.iterations && !(cap > 0 && elapsed + hess_reserve >= cap) && (stop_at < 0 || step < stop_at)) {
+    // Multi-GPU: rank 0's step time, the same double on every rank. elapsed decides when the loop
+    // stops (train_continues: ranks that disagree deadlock), the lr multiplier and late QAT (ranks
+    // that disagree update the Adam tensors and apply Muon with different lrs: weights drift apart);
+    // each rank's own clock differs by jitter, and a rank's step after a checkpoint would include
+    // rank 0's writing time. One 8-byte broadcast a step (~tens of us; the step ends in a sync anyway).
+    auto shared_seconds = [&](double t) -> double {
+        if (dist.world == 1) return t;
+        const int64_t off = 0, count = 1;
+        const int root = 0;
+        cudaCheck(cudaMemcpyAsync(d_red, &t, sizeof(double), cudaMemcpyHostToDevice, stream));
+        dist_broadcast_many(dist, d_red, ncclFloat64, &off, &count, &root, 1, stream);
+        cudaCheck(cudaMemcpyAsync(&t, d_red, sizeof(double), cudaMemcpyDeviceToHost, stream));
+        cudaCheck(cudaStreamSynchronize(stream));
+        return t;
+    };
+    while (train_continues(cfg, step, stop_at, elapsed, hess_reserve)) {
         const double mult = lr_multiplier(cfg, step, elapsed);
         const bool profile = cfg.profile_every > 0 && (step + 1) % cfg.profile_every == 0;
         const double t0 = now_s();
         const double loss = train_step(step, elapsed, profile);
-        const double dt = now_s() - t0;
+        const double dt = shared_seconds(now_s() - t0);
         elapsed += dt;
         hess_reserve = cfg.hessian_batches * dt / accum;
         step++;

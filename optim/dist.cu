@@ -136,6 +136,15 @@ void dist_init(Dist* d, double timeout_s) {
     if (d->local_rank >= ndev) fatal("dist: LOCAL_RANK=%d but this machine has %d GPUs", d->local_rank, ndev);
     cudaCheck(cudaSetDevice(d->local_rank));
     if (d->world == 1) return;
+    // NVLink multicast (NVLS) stays off whatever the environment or an nccl.conf says: on the lent
+    // shared hosts it can put every GPU of the host out of service (device KINDS.md). tools/launch
+    // sets it too; this covers the tests and hand-started ranks. NCCL reads it when it first
+    // initializes (ncclGetUniqueId / the communicator below), and an nccl.conf never overrides a set
+    // variable.
+    const char* nvls = getenv("NCCL_NVLS_ENABLE");
+    if (nvls && strcmp(nvls, "0") != 0 && d->rank == 0)
+        fprintf(stderr, "warning: dist: NCCL_NVLS_ENABLE=%s ignored: NVLink multicast stays off\n", nvls);
+    setenv("NCCL_NVLS_ENABLE", "0", 1);
 
     ncclUniqueId id;
     if (d->rank == 0) {

@@ -21,6 +21,11 @@ double lr_multiplier(const Config& c, int64_t step, double elapsed_s) {
     return std::min(warm, down);
 }
 
+bool train_continues(const Config& c, int64_t step, int64_t stop_at, double elapsed_s, double reserve_s) {
+    const double cap = c.max_wallclock_seconds;
+    return step < c.iterations && !(cap > 0 && elapsed_s + reserve_s >= cap) && (stop_at < 0 || step < stop_at);
+}
+
 double muon_momentum_at(const Config& c, int64_t step) {
     double frac = c.muon_momentum_warmup_steps > 0 ? std::min((double)step / c.muon_momentum_warmup_steps, 1.0) : 1.0;
     return (1.0 - frac) * c.muon_momentum_warmup_start + frac * c.muon_momentum;

@@ -19,6 +19,14 @@
 
 // step: optimizer steps taken so far (0 for the first); elapsed_s: training seconds so far.
 double lr_multiplier(const Config& c, int64_t step, double elapsed_s);
+// Whether the training loop takes step `step` (0-based count of steps done): below c.iterations,
+// below stop_at (--stop-at; < 0: none) and, with a wall-clock cap, while elapsed_s + reserve_s (the
+// room kept for the GPTQ Hessians' forward passes) is below it. Multi-GPU: every rank must get the
+// same answer at the same step, or one rank leaves the loop for validation (a 1-int barrier, then
+// 4-double sums) while the others all-reduce the gradients (arena floats): mismatched collectives,
+// a hang until the watchdog kills the run. The inputs must therefore be identical on every rank:
+// train.cu gives every rank rank 0's step time (dist_broadcast_many), never its own clock.
+bool train_continues(const Config& c, int64_t step, int64_t stop_at, double elapsed_s, double reserve_s);
 double muon_momentum_at(const Config& c, int64_t step);
 double ema_decay_at(const Config& c, int64_t step);
 // ema (n) = decay*ema + (1-decay)*w (n)
