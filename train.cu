@@ -51,7 +51,7 @@
 #include "optim/schedule.h"     // defines: lr_multiplier, muon_momentum_at, ema_decay_at
 #include "optim/schedule.cuh"   // defines: ema_update
 #include "optim/checkpoint.h"   // defines: checkpoint_write, checkpoint_read
-#include "optim/dist.cuh"       // defines: Dist, dist_init, dist_all_reduce
+#include "optim/dist.cuh"       // defines: Dist, dist_init, dist_all_reduce, dist_check_same
 #include "optim/finite.cuh"     // defines: FiniteCheck, finite_check_create/launch/first
 #include "optim/phases.cuh"     // defines: PhaseTimer, phase_start, phase_mark, phase_sums, phase_floors
 #include "quant/artifact.h"     // defines: artifact_write, artifact_read, artifact_config_diff
@@ -437,6 +437,7 @@ int main(int argc, char** argv) {
         if (cfg.val_loss_every > 0 && step % cfg.val_loss_every == 0) {
             char label[64];
             snprintf(label, sizeof(label), "step %lld/%d", (long long)step, cfg.iterations);
+            dist_check_same(dist, m.params, arena, "parameters", step, stream);  // multi-GPU: a silent divergence
             log_val(label, step, validate());
         }
         if (save_every > 0 && step % save_every == 0 && !save.empty()) save_ckpt(save, step, elapsed);
@@ -445,6 +446,8 @@ int main(int argc, char** argv) {
         printf("trained: %lld steps in %.1f s (%.1f ms/step, %.0f tok/s)\n", (long long)step, elapsed,
                1e3 * elapsed / std::max<int64_t>(step, 1), step * (double)cfg.train_batch_tokens / std::max(elapsed, 1e-9));
     if (!save.empty()) save_ckpt(save, step, elapsed);
+    dist_check_same(dist, m.params, arena, "parameters", step, stream);
+    if (use_ema) dist_check_same(dist, o.ema, arena, "EMA weights", step, stream);
     const BpbResult final_live = validate();
     log_val("final", step, final_live);
     BpbResult pre_quant = final_live;

@@ -215,6 +215,48 @@ void dist_destroy(Dist* d) {
 
 // ---- collectives
 
+namespace {
+__global__ void checksum_kernel(unsigned long long* out, const uint32_t* x, int64_t n) {
+    unsigned long long s = 0;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        s += x[i];
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if ((threadIdx.x & 31) == 0) atomicAdd(out, s);  // integer sums: the same total in any order
+}
+}  // namespace
+
+uint64_t weights_checksum(const float* x, int64_t n, cudaStream_t stream) {
+    unsigned long long* d;
+    cudaCheck(cudaMallocAsync((void**)&d, sizeof(*d), stream));
+    cudaCheck(cudaMemsetAsync(d, 0, sizeof(*d), stream));
+    checksum_kernel<<<132 * 4, 256, 0, stream>>>(d, (const uint32_t*)x, n);
+    cudaCheckLaunch();
+    unsigned long long h;
+    cudaCheck(cudaMemcpyAsync(&h, d, sizeof(h), cudaMemcpyDeviceToHost, stream));
+    cudaCheck(cudaFreeAsync(d, stream));
+    cudaCheck(cudaStreamSynchronize(stream));
+    return h;
+}
+
+void dist_check_same(const Dist& d, const float* x, int64_t n, const char* what, int64_t step, cudaStream_t stream) {
+    if (d.world == 1) return;
+    const uint64_t mine = weights_checksum(x, n, stream);
+    uint64_t h[2] = {mine, mine};  // min, max over ranks
+    uint64_t* buf;
+    cudaCheck(cudaMallocAsync((void**)&buf, sizeof(h), stream));
+    cudaCheck(cudaMemcpyAsync(buf, h, sizeof(h), cudaMemcpyHostToDevice, stream));
+    dist_all_reduce(d, buf, 1, ncclUint64, ncclMin, stream);
+    dist_all_reduce(d, buf + 1, 1, ncclUint64, ncclMax, stream);
+    cudaCheck(cudaMemcpyAsync(h, buf, sizeof(h), cudaMemcpyDeviceToHost, stream));
+    cudaCheck(cudaFreeAsync(buf, stream));
+    cudaCheck(cudaStreamSynchronize(stream));
+    if (h[0] != h[1])
+        fatal("dist: rank %d of %d: the ranks' %s differ after step %lld (checksums %016llx .. %016llx, this rank "
+              "%016llx): data parallel training must keep them identical", d.rank, d.world, what, (long long)step,
+              (unsigned long long)h[0], (unsigned long long)h[1], (unsigned long long)mine);
+}
+
 void dist_all_reduce(const Dist& d, void* buf, int64_t count, ncclDataType_t type, ncclRedOp_t op, cudaStream_t stream) {
     if (d.world == 1) return;
     ncclCheck(d, ncclAllReduce(buf, buf, (size_t)count, type, op, d.comm, stream));

@@ -42,6 +42,15 @@ void dist_broadcast_many(const Dist& d, void* base, ncclDataType_t type, const i
 // the watchdog lets it wait (after a rank-0-only phase), else the Dist's timeout_s.
 void dist_barrier(const Dist& d, cudaStream_t stream, double timeout_s = 0);
 
+// The float bit patterns of x (n floats) summed as unsigned 64-bit integers: exact and order-free,
+// so equal arrays give equal checksums on every rank (and one flipped bit changes it).
+uint64_t weights_checksum(const float* x, int64_t n, cudaStream_t stream);
+// Data parallel training keeps the weights identical on every rank; ranks whose weights differ
+// (different lrs, updates or broadcasts: a bug that raises no error) end with a fatal() naming
+// `what` and the step, on every rank. The checksum's min and max over ranks (2 x 8 bytes); no-op
+// when world == 1.
+void dist_check_same(const Dist& d, const float* x, int64_t n, const char* what, int64_t step, cudaStream_t stream);
+
 // The watchdog, NCCL-free so a one-GPU test reaches it (tests/gpu/test_trainer.cu). A thread that
 // every 50 ms calls poll() (an error message, or "" when all is well) and checks whether the
 // work enqueued before the latest watchdog_arm has finished on the GPU. A message from poll(), or

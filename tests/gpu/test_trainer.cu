@@ -8,6 +8,7 @@
 #include "optim/finite.h"
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <thread>
 
 TEST_CASE("gpu trainer: per-tensor NaN/Inf flags of the seed's gradient arena") {
@@ -132,4 +133,26 @@ TEST_CASE("gpu trainer: the dist watchdog fails a hung collective after the time
     CHECK(msg == "NCCL asynchronous error: remote process exited");
     cudaCheck(cudaStreamDestroy(s));
     cudaCheck(cudaFreeHost(release));
+}
+
+TEST_CASE("gpu trainer: weights checksum (dist_check_same's) = the bit patterns' sum; one ulp changes it") {
+    for (int64_t n : {(int64_t)1, (int64_t)1000003, (int64_t)25160576}) {
+        CAPTURE(n);
+        auto x = gt::randn(n, 90 + n % 7);
+        uint64_t want = 0;
+        for (float f : x) {
+            uint32_t u;
+            memcpy(&u, &f, 4);
+            want += u;
+        }
+        float* d = gt::to_dev(x);
+        CHECK(weights_checksum(d, n, 0) == want);
+        CHECK(weights_checksum(d, n, 0) == want);  // no state left behind
+        x[n / 2] = nextafterf(x[n / 2], INFINITY);
+        cudaCheck(cudaMemcpy(d + n / 2, &x[n / 2], 4, cudaMemcpyHostToDevice));
+        CHECK(weights_checksum(d, n, 0) != want);
+        Dist one;  // world 1: nothing to compare, returns
+        dist_check_same(one, d, n, "parameters", 0, 0);
+        cudaCheck(cudaFree(d));
+    }
 }
