@@ -504,9 +504,9 @@ int main(int argc, char** argv) {
         go.clip_search = cfg.quant_clip_search != 0;
         size_t slash = artifact_path.rfind('/');
         if (slash != std::string::npos) mkdir(artifact_path.substr(0, slash).c_str(), 0755);
-        // quant_fit: while code + model > 16,000,000, absmax scales (fewer distinct codes) and fewer
-        // bits on the matrix rows, as many as the overshoot asks for (quant_fit_next), down to 4;
-        // the artifact's header records the bits
+        // quant_fit: while code + model > 16,000,000, absmax scales (fewer distinct codes) and a
+        // coarser step on the matrix rows, as much as the overshoot asks for (quant_fit_next); the
+        // row scales carry the step, so the artifact needs no new field
         Config qcfg = cfg;
         for (;;) {
             QuantModel qm;
@@ -515,23 +515,23 @@ int main(int argc, char** argv) {
             const double gptq_s = now_s() - tg;
             ArtifactInfo info;
             artifact_write(artifact_path.c_str(), qcfg, qm, ArtifactOptions(), &info);
-            printf("quantized: %s weights, %s, INT%d matrices, %s scales, %.1f s, all %.1f s; artifact %s: %lld bytes\n",
+            printf("quantized: %s weights, %s, INT%d matrices, %s scales x%.4f, %.1f s, all %.1f s; artifact %s: %lld bytes\n",
                    quant_ema ? "EMA" : "live", dh.empty() ? "round-to-nearest (no Hessians)" : "GPTQ",
-                   qcfg.quant_bits_matrix, go.clip_search ? "clip-search" : "absmax", gptq_s, now_s() - tq,
+                   qcfg.quant_bits_matrix, go.clip_search ? "clip-search" : "absmax", qcfg.quant_matrix_step, gptq_s, now_s() - tq,
                    artifact_path.c_str(), (long long)info.file_bytes);
             const SizeReport sr = size_report(code_root, artifact_path.c_str());
             size_print(sr, stdout);
             printf("artifact: code %lld + model %lld = %lld bytes; <= 16,000,000: %s\n", (long long)sr.code_bytes,
                    (long long)sr.model_bytes, (long long)sr.total(), sr.ok() ? "yes" : "no");
             fflush(stdout);
-            QuantFitTry next{qcfg.quant_bits_matrix, go.clip_search};
+            QuantFitTry next{go.clip_search, qcfg.quant_matrix_step};
             if (sr.ok() || !cfg.quant_fit ||
-                !quant_fit_next(&next, sr.total() - kSizeLimit, sr.model_bytes, matrix_values(qcfg)))
+                !quant_fit_next(&next, qcfg.quant_bits_matrix, sr.total() - kSizeLimit, sr.model_bytes, matrix_values(qcfg)))
                 break;
-            qcfg.quant_bits_matrix = next.bits;
+            qcfg.quant_matrix_step = next.step;
             go.clip_search = next.clip_search;
-            printf("quant_fit: over by %lld bytes: again with INT%d matrices, absmax scales\n",
-                   (long long)(sr.total() - kSizeLimit), qcfg.quant_bits_matrix);
+            printf("quant_fit: over by %lld bytes: again with absmax scales, matrix step x%.4f\n",
+                   (long long)(sr.total() - kSizeLimit), qcfg.quant_matrix_step);
         }
         for (const double* p : dh)
             if (p) cudaCheck(cudaFree((void*)p));

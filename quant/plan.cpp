@@ -68,17 +68,17 @@ std::vector<TensorPlan> quant_plan(const Config& c) {
     return plan;
 }
 
-bool quant_fit_next(QuantFitTry* t, int64_t over, int64_t model_bytes, int64_t matrix_values) {
+bool quant_fit_next(QuantFitTry* t, int bits, int64_t over, int64_t model_bytes, int64_t matrix_values) {
     if (over <= 0) return false;
     if (t->clip_search && over * 100 <= model_bytes) {
         t->clip_search = false;
         return true;
     }
-    const double per_bit = std::max<double>(matrix_values / 8.0, 1.0);
-    const int drop = std::max(1, (int)std::ceil(over / per_bit));
-    const int bits = std::max(4, t->bits - drop);
-    if (bits == t->bits && !t->clip_search) return false;
-    t->bits = bits;
+    const double coarsest = ((1 << (bits - 1)) - 1) / 7.0;  // the INT4 step
+    const double per_doubling = std::max<double>(matrix_values / 8.0, 1.0);
+    const double step = std::min(coarsest, t->step * std::exp2(over / per_doubling) * 1.005);
+    if (step <= t->step && !t->clip_search) return false;
+    t->step = std::max(step, t->step);
     t->clip_search = false;
     return true;
 }
@@ -102,6 +102,9 @@ std::vector<int> plan_row_bits(const TensorPlan& p) {
 void quantize_model(QuantModel* qm, const Config& cfg, const float* arena, const std::vector<const double*>* hessians,
                     const GptqOptions& opt, GptqFn gptq) {
     auto plan = quant_plan(cfg);
+    if (!(cfg.quant_matrix_step >= 1.0) || cfg.quant_matrix_step > 64)
+        fatal("quantize_model: quant_matrix_step %g outside [1, 64] (below 1 the grid would clip the rows)",
+              cfg.quant_matrix_step);
     if (hessians && hessians->size() != plan.size())
         fatal("quantize_model: %zu Hessian slots for %zu tensors", hessians->size(), plan.size());
     qm->tensors.clear();
@@ -119,6 +122,10 @@ void quantize_model(QuantModel* qm, const Config& cfg, const float* arena, const
             t.q.resize((size_t)s.numel());
             t.scale.resize((size_t)s.rows);
             row_scales_cpu(t.scale.data(), w, bits.data(), s.rows, s.cols, opt.clip_search);
+            if (cfg.quant_matrix_step != 1.0)  // a coarser grid on the matrix rows (quant_fit)
+                for (int64_t r = 0; r < s.rows; r++)
+                    if (bits[r] == cfg.quant_bits_matrix && t.scale[r])
+                        t.scale[r] = float_to_half((float)(half_to_float(t.scale[r]) * cfg.quant_matrix_step));
             const double* H = hessians ? (*hessians)[k] : nullptr;
             if (H) gptq(t.q.data(), w, H, t.scale.data(), bits.data(), s.rows, s.cols, opt);
             else rtn_quantize_cpu(t.q.data(), w, t.scale.data(), bits.data(), s.rows, s.cols);

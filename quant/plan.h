@@ -52,21 +52,24 @@ typedef void (*GptqFn)(int8_t* q, const float* W, const double* H, const uint16_
 
 // Quantizes the float arena (param_specs layout). hessians: nullptr, or one pointer per plan
 // entry (nullptr for a tensor without one): GPTQ where there is a Hessian (cols x cols, where
-// `gptq` reads it), else round-to-nearest. Scales: row_scales_cpu with opt.clip_search, for both.
+// `gptq` reads it), else round-to-nearest. Scales: row_scales_cpu with opt.clip_search, for both;
+// rows at quant_bits_matrix times cfg.quant_matrix_step (fatal below 1: it would clip).
 void quantize_model(QuantModel* qm, const Config& cfg, const float* arena, const std::vector<const double*>* hessians,
                     const GptqOptions& opt, GptqFn gptq = gptq_quantize_cpu);
 // quant_fit (train.cu): the next try after an artifact `over` bytes above the limit, quantized with
-// t->bits on the matrix rows and clip-search (or absmax) scales. One bit less on those rows saves
-// about matrix_values / 8 bytes of LZMA output (2.68 MB per bit measured on the seed model's 21 M
-// such values), absmax scales alone ~1% of the model (0.2 MB). So a small overshoot (<= 1% of
-// model_bytes) tries absmax at the same bits; a larger one goes straight to absmax at the bits the
-// estimate says fit (at least one less, never below 4), skipping rounds that cannot fit (each
-// round costs ~22 s of LZMA). Returns false when nothing is left to try.
+// clip-search (or absmax) scales times `step` on the rows at quant_bits_matrix. The rows are
+// Gaussian, so the codes' entropy falls by log2(step) bits when the step grows: ~matrix_values / 8
+// bytes of LZMA output per doubling (0.123 B per value measured; INT6 with step x2.07 *is* INT5
+// absmax, same bytes and error), absmax scales alone save ~1% of the model (0.2 MB). So a small
+// overshoot (<= 1% of model_bytes) tries absmax at the same step; a larger one goes straight to
+// absmax with the step the estimate says fits (+0.5%), which fills the 16 MB instead of dropping a
+// whole bit (INT5 left 0.4 MB unused and 22% more squared error than the step that fits).
+// Coarsest: the INT4-equivalent step, (2^(bits-1)-1)/7. Returns false when nothing is left to try.
 struct QuantFitTry {
-    int bits;
     bool clip_search;
+    double step;
 };
-bool quant_fit_next(QuantFitTry* t, int64_t over, int64_t model_bytes, int64_t matrix_values);
+bool quant_fit_next(QuantFitTry* t, int bits, int64_t over, int64_t model_bytes, int64_t matrix_values);
 // Values in matrix rows the plan quantizes at quant_bits_matrix (the rows quant_fit lowers).
 int64_t matrix_values(const Config& cfg);
 

@@ -132,7 +132,7 @@ TEST_CASE("quant: percentile clip search never loses to absmax round-to-nearest"
     CHECK(ec < 0.99 * ea);  // with outliers, clipping must actually help
 }
 
-TEST_CASE("quant: quant_fit_next asks for as few bits less as the overshoot needs") {
+TEST_CASE("quant: quant_fit_next asks for the matrix step the overshoot needs; quantize_model applies it") {
     Config c;
     const int64_t mv = matrix_values(c);
     // every value of the plan's matrix rows at quant_bits_matrix: the seed's matrices minus the
@@ -142,36 +142,67 @@ TEST_CASE("quant: quant_fit_next asks for as few bits less as the overshoot need
         if (s.group == Group::matrix) all += s.numel();
     CHECK(mv < all);
     CHECK(mv > all * 9 / 10);
-    // session 3's run: INT6 clip-search 2,455,153 bytes over with an 18.3 MB model -> INT5 absmax
-    // at once (the absmax-only round saved 0.2 MB, the bit 2.7 MB)
-    QuantFitTry t{6, true};
-    REQUIRE(quant_fit_next(&t, 2455153, 18328657, mv));
-    CHECK(t.bits == 5);
+    // session 3's run: INT6 clip-search 2,455,153 bytes over with an 18.3 MB model -> absmax at a
+    // step of 2^(over / (mv/8)) x 1.005 at once (the absmax-only round saved 0.2 MB)
+    QuantFitTry t{true, 1.0};
+    REQUIRE(quant_fit_next(&t, 6, 2455153, 18328657, mv));
     CHECK(!t.clip_search);
-    // 1% over or less: absmax at the same bits first
-    t = {6, true};
-    REQUIRE(quant_fit_next(&t, 150000, 18328657, mv));
-    CHECK(t.bits == 6);
+    CHECK(t.step == doctest::Approx(std::exp2(2455153 / (mv / 8.0)) * 1.005));
+    CHECK(t.step > 1.8);
+    CHECK(t.step < 31.0 / 15);  // finer than INT5: the bytes INT5 leaves unused are spent
+    // still over after that: the step grows from where it is
+    const double s1 = t.step;
+    REQUIRE(quant_fit_next(&t, 6, 20000, 16020000, mv));
+    CHECK(t.step > s1);
+    CHECK(t.step < s1 * 1.02);
+    // 1% over or less with clip search: absmax at the same step first
+    t = {true, 1.0};
+    REQUIRE(quant_fit_next(&t, 6, 150000, 18328657, mv));
     CHECK(!t.clip_search);
-    // far over: several bits at once, never below 4
-    t = {6, false};
-    REQUIRE(quant_fit_next(&t, mv / 8 + 1, 30000000, mv));
-    CHECK(t.bits == 4);
-    t = {8, false};
-    REQUIRE(quant_fit_next(&t, 100 * mv, 30000000, mv));
-    CHECK(t.bits == 4);
-    // nothing left: absmax at 4 bits; or not over at all
-    t = {4, false};
-    CHECK(!quant_fit_next(&t, 1000000, 16000000, mv));
-    t = {4, true};
-    CHECK(quant_fit_next(&t, 5000000, 16000000, mv));
-    CHECK((t.bits == 4 && !t.clip_search));
-    t = {6, true};
-    CHECK(!quant_fit_next(&t, 0, 16000000, mv));
-    // the count follows the bits: lowering quant_bits_matrix keeps the same rows
-    Config c5 = c;
-    c5.quant_bits_matrix = 5;
-    CHECK(matrix_values(c5) == mv);
+    CHECK(t.step == 1.0);
+    // far over: never coarser than the INT4 step; nothing left once there, or when not over
+    t = {false, 1.0};
+    REQUIRE(quant_fit_next(&t, 6, 100 * mv, 30000000, mv));
+    CHECK(t.step == doctest::Approx(31.0 / 7));
+    CHECK(!quant_fit_next(&t, 6, 1000000, 17000000, mv));
+    t = {true, 1.0};
+    CHECK(!quant_fit_next(&t, 6, 0, 16000000, mv));
+
+    // quantize_model: rows at quant_bits_matrix get scale x step (one fp16 rounding more), the
+    // INT8 embedding keeps its scales; a step below 1 is a named error
+    Config q = quant_test_config();
+    std::vector<float> arena((size_t)param_arena_size(q));
+    param_init(q, arena.data(), 5);
+    Rng rng(6);
+    for (auto& x : arena) x += 0.02f * (float)rng.normal();
+    QuantModel base, coarse;
+    GptqOptions go;
+    go.clip_search = false;
+    quantize_model(&base, q, arena.data(), nullptr, go);
+    Config qs = q;
+    qs.quant_matrix_step = 1.75;
+    quantize_model(&coarse, qs, arena.data(), nullptr, go);
+    int checked = 0;
+    for (size_t k = 0; k < base.tensors.size(); k++) {
+        const QTensor &a = base.tensors[k], &b = coarse.tensors[k];
+        if (!a.plan.is_matrix()) continue;
+        auto bits = plan_row_bits(a.plan);
+        for (size_t r = 0; r < a.scale.size(); r++) {
+            if (bits[r] == q.quant_bits_matrix) {
+                CHECK(b.scale[r] == float_to_half((float)(half_to_float(a.scale[r]) * 1.75)));
+                int qmax = 0;
+                for (int64_t c = 0; c < a.plan.spec.cols; c++)
+                    qmax = std::max(qmax, std::abs((int)b.q[r * a.plan.spec.cols + c]));
+                CHECK(qmax <= (int)std::ceil(31 / 1.75));  // fewer distinct codes, nothing clipped
+                checked++;
+            } else {
+                CHECK(b.scale[r] == a.scale[r]);
+            }
+        }
+    }
+    CHECK(checked > 0);
+    qs.quant_matrix_step = 0.9;
+    EXPECT_FATAL(quantize_model(&coarse, qs, arena.data(), nullptr, go), "quant_matrix_step 0.9 outside");
 }
 
 TEST_CASE("quant: plan derives bits per tensor and row group from the config") {
