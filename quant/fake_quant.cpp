@@ -29,6 +29,7 @@ void fake_quant_cpu(float* out, const float* arena, const Config& cfg) {
         std::vector<uint16_t> scale(R);
         std::vector<int8_t> q(R * C);
         row_scales_cpu(scale.data(), W, bits.data(), R, C, /*clip_search=*/false);
+        apply_matrix_step(scale.data(), bits.data(), R, cfg);
         rtn_quantize_cpu(q.data(), W, scale.data(), bits.data(), R, C);
         for (int64_t r = 0; r < R; r++) {
             const float s = half_to_float(scale[r]);

@@ -11,6 +11,8 @@ void fake_quant_gpu_create(FakeQuantGpu* f, const Config& cfg) {
     cudaCheck(cudaMemcpy(f->offset, r.offset.data(), f->rows * sizeof(int64_t), cudaMemcpyHostToDevice));
     cudaCheck(cudaMemcpy(f->cols, r.cols.data(), f->rows * sizeof(int32_t), cudaMemcpyHostToDevice));
     cudaCheck(cudaMemcpy(f->bits, r.bits.data(), f->rows * sizeof(int32_t), cudaMemcpyHostToDevice));
+    f->matrix_bits = cfg.quant_bits_matrix;
+    f->step = cfg.quant_matrix_step;
 }
 
 void fake_quant_gpu_destroy(FakeQuantGpu* f) {
@@ -22,9 +24,10 @@ void fake_quant_gpu_destroy(FakeQuantGpu* f) {
 
 // One warp per row: absmax, the fp16 scale exactly as row_scales_cpu computes it
 // (double amax / qmax, to float, to half with round-to-nearest-even; a positive scale that
-// rounds to 0 becomes the smallest subnormal), then bf16(clamp(rint(w / s)) * s).
+// rounds to 0 becomes the smallest subnormal; rows at matrix_bits times step as apply_matrix_step,
+// the same double product), then bf16(clamp(rint(w / s)) * s).
 __global__ void fake_quant_kernel(__nv_bfloat16* out, const float* params, const int64_t* offset, const int32_t* cols,
-                                  const int32_t* bits, int64_t rows) {
+                                  const int32_t* bits, int64_t rows, int matrix_bits, double step) {
     const int64_t row = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     const int lane = threadIdx.x % 32;
     if (row >= rows) return;
@@ -37,6 +40,8 @@ __global__ void fake_quant_kernel(__nv_bfloat16* out, const float* params, const
     const double s_exact = (double)amax / qmax;
     __half h = __float2half_rn((float)s_exact);
     if (s_exact > 0 && __half2float(h) == 0.f) h = __ushort_as_half((unsigned short)1);
+    if (step != 1.0 && bits[row] == matrix_bits && __half_as_ushort(h) != 0)
+        h = __float2half_rn((float)((double)__half2float(h) * step));
     const double s = (double)__half2float(h);
     __nv_bfloat16* o = out + offset[row];
     for (int c = lane; c < C; c += 32) {
@@ -49,6 +54,6 @@ __global__ void fake_quant_kernel(__nv_bfloat16* out, const float* params, const
 void fake_quant_bf16(__nv_bfloat16* params_bf16, const float* params, const FakeQuantGpu& f, cudaStream_t stream) {
     const int warps = 8;
     fake_quant_kernel<<<ceil_div(f.rows, warps), warps * 32, 0, stream>>>(params_bf16, params, f.offset, f.cols, f.bits,
-                                                                           f.rows);
+                                                                           f.rows, f.matrix_bits, f.step);
     cudaCheckLaunch();
 }

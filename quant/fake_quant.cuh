@@ -9,6 +9,8 @@ struct FakeQuantGpu {
     int64_t rows = 0;
     int64_t* offset = nullptr;  // (rows) device
     int32_t *cols = nullptr, *bits = nullptr;
+    int matrix_bits = 0;        // rows at these bits take the scale x step (apply_matrix_step)
+    double step = 1.0;
 };
 void fake_quant_gpu_create(FakeQuantGpu* f, const Config& cfg);
 void fake_quant_gpu_destroy(FakeQuantGpu* f);

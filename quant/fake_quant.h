@@ -10,7 +10,9 @@
 #include <vector>
 
 // out = arena with every matrix row of quant_plan(cfg) replaced by its fake quantization
-// (absmax scales: row_scales_cpu without the clip search, then rtn_quantize_cpu, then q·s).
+// (absmax scales: row_scales_cpu without the clip search, times quant_matrix_step on the rows at
+// quant_bits_matrix (apply_matrix_step), then rtn_quantize_cpu, then q·s). A step set before the run
+// (e.g. the one quant_fit chose for an earlier seed) puts QAT on the artifact's final grid.
 void fake_quant_cpu(float* out, const float* arena, const Config& cfg);
 
 // One entry per quantized matrix row, in arena order: what the GPU pass walks.

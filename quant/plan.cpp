@@ -83,6 +83,13 @@ bool quant_fit_next(QuantFitTry* t, int bits, int64_t over, int64_t model_bytes,
     return true;
 }
 
+void apply_matrix_step(uint16_t* scale, const int* row_bits, int64_t R, const Config& cfg) {
+    if (cfg.quant_matrix_step == 1.0) return;
+    for (int64_t r = 0; r < R; r++)
+        if (row_bits[r] == cfg.quant_bits_matrix && scale[r])
+            scale[r] = float_to_half((float)((double)half_to_float(scale[r]) * cfg.quant_matrix_step));
+}
+
 int64_t matrix_values(const Config& cfg) {
     int64_t n = 0;
     for (const TensorPlan& p : quant_plan(cfg))
@@ -122,10 +129,7 @@ void quantize_model(QuantModel* qm, const Config& cfg, const float* arena, const
             t.q.resize((size_t)s.numel());
             t.scale.resize((size_t)s.rows);
             row_scales_cpu(t.scale.data(), w, bits.data(), s.rows, s.cols, opt.clip_search);
-            if (cfg.quant_matrix_step != 1.0)  // a coarser grid on the matrix rows (quant_fit)
-                for (int64_t r = 0; r < s.rows; r++)
-                    if (bits[r] == cfg.quant_bits_matrix && t.scale[r])
-                        t.scale[r] = float_to_half((float)(half_to_float(t.scale[r]) * cfg.quant_matrix_step));
+            apply_matrix_step(t.scale.data(), bits.data(), s.rows, cfg);  // a coarser grid (quant_fit)
             const double* H = hessians ? (*hessians)[k] : nullptr;
             if (H) gptq(t.q.data(), w, H, t.scale.data(), bits.data(), s.rows, s.cols, opt);
             else rtn_quantize_cpu(t.q.data(), w, t.scale.data(), bits.data(), s.rows, s.cols);

@@ -73,5 +73,10 @@ bool quant_fit_next(QuantFitTry* t, int bits, int64_t over, int64_t model_bytes,
 // Values in matrix rows the plan quantizes at quant_bits_matrix (the rows quant_fit lowers).
 int64_t matrix_values(const Config& cfg);
 
+// scale[r] x cfg.quant_matrix_step (one more fp16 rounding) for the rows at quant_bits_matrix with a
+// nonzero scale: the export (quantize_model) and late QAT's grid (fake_quant_cpu, and its GPU twin
+// with the same double product) both take it from here.
+void apply_matrix_step(uint16_t* scale, const int* row_bits, int64_t R, const Config& cfg);
+
 // Writes the dequantized weights into a float arena of param_arena_size(cfg) (padding zeroed).
 void dequantize_model(float* arena, const Config& cfg, const QuantModel& qm);

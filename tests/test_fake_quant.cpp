@@ -9,7 +9,10 @@
 #include <vector>
 
 TEST_CASE("fake quant: matrices land on the artifact's RTN grid, scalars untouched") {
+  for (double step : {1.0, 1.84}) {
+    CAPTURE(step);
     Config c = quant_test_config();
+    c.quant_matrix_step = step;  // QAT on the grid quant_fit's step gives the artifact
     const int64_t n = param_arena_size(c);
     std::vector<float> arena(n);
     param_init(c, arena.data(), 11);
@@ -44,4 +47,5 @@ TEST_CASE("fake quant: matrices land on the artifact's RTN grid, scalars untouch
     for (int32_t b : rows.bits) eight += b == 8;
     CHECK((int64_t)rows.offset.size() == want);
     CHECK(eight == c.vocab_size + 2 * c.ssm_heads() * (c.num_layers - c.num_attn_layers));
+  }
 }

@@ -10,7 +10,10 @@
 TEST_CASE("gpu fake quant == CPU reference, bit-exact") {
     Config seedlike;  // the default config: the real row table (25 M parameters)
     for (Config c : {quant_test_config(), seedlike}) {
-        for (double scale : {1.0, 50.0}) {
+        struct Case { double scale, step; };  // weights x scale; quant_fit's matrix step
+        for (Case k : {Case{1.0, 1.0}, Case{50.0, 1.0}, Case{1.0, 1.84}}) {
+            const double scale = k.scale;
+            c.quant_matrix_step = k.step;
             const int64_t n = param_arena_size(c);
             std::vector<float> arena(n);
             param_init(c, arena.data(), 3);
@@ -32,7 +35,8 @@ TEST_CASE("gpu fake quant == CPU reference, bit-exact") {
                 const float g = __bfloat162float(got[i]);
                 bad += !(g == w);  // also catches NaN left by the poison
             }
-            INFO("config d " << c.model_dim << " scale " << scale << ": " << bad << " of " << n << " values differ");
+            INFO("config d " << c.model_dim << " scale " << scale << " step " << c.quant_matrix_step << ": " << bad << " of "
+                 << n << " values differ");
             CHECK(bad == 0);
             fake_quant_gpu_destroy(&f);
             cudaCheck(cudaFree(d_arena));
