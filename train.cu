@@ -58,8 +58,8 @@
 #include "quant/export.h"       // defines: hessians_write
 #include "quant/gptq.cuh"       // defines: gptq_quantize_gpu
 #include "quant/hessian.cuh"    // defines: GpuHessians, hessians_*
-#include "quant/size.h"         // defines: size_report, size_print, kSizeLimit
-#include "quant/plan.h"         // defines: quantize_model, quant_fit_next, matrix_values
+#include "quant/size.h"         // defines: size_report, size_print, kSizeLimit, code_archive
+#include "quant/plan.h"         // defines: quantize_model, quant_fit_next, quant_step_for_budget
 #include "quant/fake_quant.cuh" // defines: FakeQuantGpu, fake_quant_gpu_create, fake_quant_bf16
 #include "eval/eval.cuh"        // defines: eval_gpu, eval_gpu_report
 #include <chrono>
@@ -153,8 +153,14 @@ int main(int argc, char** argv) {
     // Artifact and sources first too: a bad artifact, or sources the size verdict cannot count,
     // should fail before any GPU work (not after 600 s of training).
     std::vector<float> eval_weights;
+    // The counted code's bytes (xz of the sources, quant/size.h): the model gets what is left of
+    // 16,000,000, less 0.2% for quant_bytes_estimate's error (quant_fit checks the real size).
+    int64_t model_budget = 0;
     if (!eval_path.empty()) artifact_weights(eval_path, cfg, &eval_weights);
-    else counted_sources(code_root);
+    else {
+        int64_t raw = 0;
+        model_budget = kSizeLimit - (int64_t)code_archive(code_root, &raw).size() - kSizeLimit / 500;
+    }
 
     // Data first: a bad path or tokenizer should fail before any GPU work.
     Tokenizer tok;
@@ -249,9 +255,31 @@ int main(int argc, char** argv) {
     };
 
     const bool use_qat = cfg.late_qat_threshold > 0;
-    bool qat_logged = false;
+    const bool quant_ema = use_ema && cfg.quant_ema;  // the weights that get quantized
     FakeQuantGpu fq;
     if (use_qat) fake_quant_gpu_create(&fq, cfg);
+    // The matrix step late QAT trains with (0 until QAT starts; a checkpoint keeps it). With
+    // quant_auto_step it is chosen once, at the first QAT step, from the weights that will be
+    // quantized: the step at which their artifact is estimated to fill model_budget
+    // (quant_step_for_budget), so QAT trains on the grid the artifact will have. A pure function of
+    // the weights: every rank, and a rerun, choose the same step.
+    double qat_step = 0;
+    auto choose_qat_step = [&](int64_t step, double mult) {
+        qat_step = cfg.quant_matrix_step;
+        int64_t est = 0;
+        if (cfg.quant_auto_step) {
+            std::vector<float> w((size_t)arena);
+            cudaCheck(cudaMemcpy(w.data(), quant_ema ? o.ema : m.params, arena * sizeof(float), cudaMemcpyDeviceToHost));
+            qat_step = quant_step_for_budget(cfg, w.data(), model_budget);
+            Config at = cfg;
+            at.quant_matrix_step = qat_step;
+            est = quant_bytes_estimate(at, w.data());
+        }
+        if (master)
+            printf("late QAT: on from step %lld (lr multiplier %.4f), matrix step x%.4f (estimated model %lld bytes, "
+                   "budget %lld)\n", (long long)step, mult, qat_step, (long long)est, (long long)model_budget);
+        fq.step = qat_step;
+    };
 
     // One optimizer step; returns the mean training loss over all micro-batches and ranks. The
     // gradients' NaN/Inf flags are in grad_check.host_flags when it returns. profile: time the
@@ -262,8 +290,7 @@ int main(int argc, char** argv) {
         // late QAT: this step's forward/backward read the matrices on the artifact's grid; decided
         // from (step, elapsed) alone so a resumed run makes the same choice
         if (use_qat && mult < cfg.late_qat_threshold) {
-            if (!qat_logged && master) printf("late QAT: on from step %lld (lr multiplier %.4f)\n", (long long)step, mult);
-            qat_logged = true;
+            if (qat_step == 0) choose_qat_step(step, mult);
             fake_quant_bf16(m.params_bf16, m.params, fq, stream);
         }
         gpu_model_zero_grads(&m);
@@ -330,6 +357,7 @@ int main(int argc, char** argv) {
                 cudaCheck(cudaMemcpy(host_arenas[i].data(), dev_arenas[i].second, arena * sizeof(float), cudaMemcpyDeviceToHost));
             st.step = step;
             st.elapsed_s = elapsed;
+            st.qat_step = qat_step;
             st.git_hash = GIT_HASH;
             checkpoint_write(path.c_str(), cfg, st);
             printf("checkpoint: %s (step %lld)\n", path.c_str(), (long long)step);
@@ -370,6 +398,8 @@ int main(int argc, char** argv) {
         cudaCheck(cudaStreamSynchronize(stream));
         step = st.step;
         elapsed = st.elapsed_s;
+        qat_step = st.qat_step;
+        if (use_qat) fq.step = qat_step > 0 ? qat_step : cfg.quant_matrix_step;
         if (master)
             printf("resumed: %s at step %lld, %.1f s trained (written by git %s)\n", resume.c_str(), (long long)step, elapsed,
                    st.git_hash.c_str());
@@ -451,7 +481,6 @@ int main(int argc, char** argv) {
     const BpbResult final_live = validate();
     log_val("final", step, final_live);
     BpbResult pre_quant = final_live;
-    const bool quant_ema = use_ema && cfg.quant_ema;
     float* backup = nullptr;  // the live weights while the EMA weights are evaluated, when the live ones get quantized
     if (use_ema) {  // evaluate the EMA weights in place of the live ones
         if (!quant_ema) {
@@ -507,7 +536,13 @@ int main(int argc, char** argv) {
         // quant_fit: while code + model > 16,000,000, absmax scales (fewer distinct codes) and a
         // coarser step on the matrix rows, as much as the overshoot asks for (quant_fit_next); the
         // row scales carry the step, so the artifact needs no new field
+        // the first try's step: the one QAT trained on, or coarser when the final weights are
+        // estimated not to fit at it (then absmax scales: the clip search picks scales for step 1)
         Config qcfg = cfg;
+        if (qat_step > 0) qcfg.quant_matrix_step = qat_step;
+        if (cfg.quant_auto_step)
+            qcfg.quant_matrix_step = std::max(qcfg.quant_matrix_step, quant_step_for_budget(qcfg, weights.data(), model_budget));
+        if (qcfg.quant_matrix_step > 1) go.clip_search = false;
         for (;;) {
             QuantModel qm;
             const double tg = now_s();

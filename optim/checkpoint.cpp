@@ -10,7 +10,9 @@
 #include <unistd.h>
 
 enum { H_MAGIC = 0, H_VERSION = 1, H_SHAPE = 2, H_STEP = 32, H_ELAPSED = 34, H_RNG = 36, H_LOADER = 38,
-       H_NARENAS = 40, H_ARENAS = 41, H_HASH = 64, H_GIT = 80, H_GIT_INTS = 16, H_INTS = 256 };
+       H_NARENAS = 40, H_ARENAS = 41, H_HASH = 64, H_GIT = 80, H_GIT_INTS = 16,
+       H_QAT_STEP = 96,  // a double; zero in files from before it existed (= QAT not started)
+       H_INTS = 256 };
 
 // The fields that decide the parameter layout; a resumed run must agree on every one.
 #define CKPT_SHAPE_FIELDS(X)                                                                   \
@@ -71,6 +73,9 @@ void checkpoint_write(const char* path, const Config& c, const CkptState& s) {
     memcpy(&el, &s.elapsed_s, 8);
     put64(h, H_ELAPSED, el);
     put64(h, H_RNG, s.rng_state);
+    uint64_t qs;
+    memcpy(&qs, &s.qat_step, 8);
+    put64(h, H_QAT_STEP, qs);
     put64(h, H_LOADER, (uint64_t)s.loader.size());
     h[H_NARENAS] = (int32_t)s.arenas.size();
     for (size_t k = 0; k < s.arenas.size(); k++) put64(h, H_ARENAS + 2 * (int)k, (uint64_t)s.arenas[k].n);
@@ -142,6 +147,8 @@ void checkpoint_read(const char* path, const Config& c, CkptState* s) {
     uint64_t el = get64(h, H_ELAPSED);
     memcpy(&s->elapsed_s, &el, 8);
     s->rng_state = get64(h, H_RNG);
+    uint64_t qs = get64(h, H_QAT_STEP);
+    memcpy(&s->qat_step, &qs, 8);
     s->git_hash = get_git(h);
 }
 

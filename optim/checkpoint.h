@@ -35,6 +35,7 @@ struct CkptState {
     int64_t step = 0;
     double elapsed_s = 0;
     uint64_t rng_state = 0;
+    double qat_step = 0;          // the matrix step late QAT took (0: QAT not started); see train.cu
     std::string git_hash;         // the writer's build; filled by read
     std::vector<uint8_t> loader;  // opaque data-loader position; read expects loader.size() bytes
     std::vector<CkptArena> arenas;

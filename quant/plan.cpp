@@ -90,6 +90,43 @@ void apply_matrix_step(uint16_t* scale, const int* row_bits, int64_t R, const Co
             scale[r] = float_to_half((float)((double)half_to_float(scale[r]) * cfg.quant_matrix_step));
 }
 
+// order-0 entropy in bits of the absmax RTN codes of a (R, C) matrix, per row bits and step
+static double codes_entropy_bits(const float* W, const std::vector<int>& bits, int64_t R, int64_t C, const Config& cfg) {
+    std::vector<uint16_t> scale(R);
+    std::vector<int8_t> q(R * C);
+    row_scales_cpu(scale.data(), W, bits.data(), R, C, /*clip_search=*/false);
+    apply_matrix_step(scale.data(), bits.data(), R, cfg);
+    rtn_quantize_cpu(q.data(), W, scale.data(), bits.data(), R, C);
+    int64_t hist[256] = {0};
+    for (int8_t v : q) hist[(uint8_t)v]++;
+    double h = 0;
+    for (int64_t c : hist)
+        if (c) h -= (double)c * std::log2((double)c / (double)q.size());
+    return h;
+}
+
+int64_t quant_bytes_estimate(const Config& cfg, const float* arena) {
+    double bytes = 1024;  // header and stream table
+    for (const TensorPlan& p : quant_plan(cfg)) {
+        const float* w = arena + p.spec.offset;
+        if (!p.is_matrix()) {
+            bytes += (double)p.spec.numel() * p.groups[0].bits / 8;
+            continue;
+        }
+        bytes += kLzmaOverOrder0 * codes_entropy_bits(w, plan_row_bits(p), p.spec.rows, p.spec.cols, cfg) / 8;
+        bytes += 2.0 * p.spec.rows;
+    }
+    return (int64_t)bytes;
+}
+
+double quant_step_for_budget(const Config& cfg, const float* arena, int64_t budget) {
+    const int64_t est = quant_bytes_estimate(cfg, arena);
+    if (est <= budget) return cfg.quant_matrix_step;
+    const double per_doubling = kLzmaOverOrder0 * std::max<double>(matrix_values(cfg), 1.0) / 8;
+    const double coarsest = ((1 << (cfg.quant_bits_matrix - 1)) - 1) / 7.0;
+    return std::min(coarsest, cfg.quant_matrix_step * std::exp2((double)(est - budget) / per_doubling));
+}
+
 int64_t matrix_values(const Config& cfg) {
     int64_t n = 0;
     for (const TensorPlan& p : quant_plan(cfg))

@@ -78,5 +78,19 @@ int64_t matrix_values(const Config& cfg);
 // with the same double product) both take it from here.
 void apply_matrix_step(uint16_t* scale, const int* row_bits, int64_t R, const Config& cfg);
 
+// The artifact's model bytes without writing it, for choosing the matrix step before the slow
+// LZMA rounds (and before late QAT, so QAT trains on the grid the artifact will have): every
+// matrix's round-to-nearest absmax codes at cfg's bits and step, their order-0 entropy per tensor
+// x kLzmaOverOrder0 (LZMA's measured overhead on such codes), + 2 bytes a row scale, + the scalars
+// at quant_bits_scalar. On the 600 s run's weights: within 0.2% of artifact_write at steps 1 to
+// 2.07 (notes/quant.md).
+constexpr double kLzmaOverOrder0 = 1.015;
+int64_t quant_bytes_estimate(const Config& cfg, const float* arena);
+// The step for the rows at quant_bits_matrix that brings quant_bytes_estimate to `budget` bytes:
+// the rows are Gaussian, so their codes' entropy falls by log2(step) bits per value as the step
+// grows (checked: INT6 x2.0667 = INT5, 5.318 - 1.047 = 4.271 vs 4.274 bits measured); >= 1 (1 when
+// it fits already), <= the INT4 step.
+double quant_step_for_budget(const Config& cfg, const float* arena, int64_t budget);
+
 // Writes the dequantized weights into a float arena of param_arena_size(cfg) (padding zeroed).
 void dequantize_model(float* arena, const Config& cfg, const QuantModel& qm);

@@ -263,6 +263,7 @@ TEST_CASE("checkpoint: round trip is bit-exact; bad files give named errors") {
     s.step = 123456789012LL;
     s.elapsed_s = 598.123456789;
     s.rng_state = 0xDEADBEEFCAFEF00Dull;
+    s.qat_step = 1.8423;
     s.loader = {1, 2, 3, 4, 5, 250};
     s.git_hash = "d56288b-dirty";
     s.arenas = {{"params", a.data(), (int64_t)a.size()}, {"adam_m", b.data(), (int64_t)b.size()}};
@@ -278,6 +279,7 @@ TEST_CASE("checkpoint: round trip is bit-exact; bad files give named errors") {
     CHECK(r.step == s.step);
     CHECK(memcmp(&r.elapsed_s, &s.elapsed_s, 8) == 0);
     CHECK(r.rng_state == s.rng_state);
+    CHECK(r.qat_step == s.qat_step);
     CHECK(r.loader == s.loader);
     CHECK(r.git_hash == s.git_hash);
     CHECK(memcmp(a2.data(), a.data(), a.size() * 4) == 0);

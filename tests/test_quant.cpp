@@ -205,6 +205,42 @@ TEST_CASE("quant: quant_fit_next asks for the matrix step the overshoot needs; q
     EXPECT_FATAL(quantize_model(&coarse, qs, arena.data(), nullptr, go), "quant_matrix_step 0.9 outside");
 }
 
+// quant_bytes_estimate against the artifact written, and quant_step_for_budget's step against the
+// budget it was asked for (Gaussian-like trained rows; a model of ~1 M parameters)
+TEST_CASE("quant: size estimate within a few % of the artifact; the step for a budget lands near it") {
+    Config c = quant_test_config();
+    c.vocab_size = 1024;
+    c.model_dim = 128;
+    c.validate();
+    std::vector<float> arena((size_t)param_arena_size(c));
+    param_init(c, arena.data(), 7);
+    Rng rng(8);
+    for (auto& x : arena) x += 0.05f * (float)rng.normal();
+    GptqOptions go;
+    go.clip_search = false;
+    auto written = [&](const Config& q) {
+        QuantModel qm;
+        quantize_model(&qm, q, arena.data(), nullptr, go);
+        ArtifactInfo info;
+        const std::string path = "/tmp/golf_test_estimate_" + std::to_string(getpid()) + ".art";
+        artifact_write(path.c_str(), q, qm, ArtifactOptions(), &info);
+        unlink(path.c_str());
+        return info.file_bytes;
+    };
+    const int64_t at1 = written(c), est1 = quant_bytes_estimate(c, arena.data());
+    MESSAGE("step 1: estimate " << est1 << ", written " << at1);
+    CHECK(std::abs(est1 - at1) < at1 * 4 / 100);
+    // a budget 15% below the step-1 size: the estimated step's artifact within 4% of it
+    const int64_t budget = at1 * 85 / 100;
+    Config q = c;
+    q.quant_matrix_step = quant_step_for_budget(c, arena.data(), budget);
+    CHECK(q.quant_matrix_step > 1.0);
+    const int64_t at = written(q);
+    MESSAGE("budget " << budget << ": step " << q.quant_matrix_step << ", written " << at);
+    CHECK(std::abs(at - budget) < budget * 4 / 100);
+    CHECK(quant_step_for_budget(c, arena.data(), at1 * 2) == 1.0);  // fits already: step unchanged
+}
+
 TEST_CASE("quant: plan derives bits per tensor and row group from the config") {
     Config c;
     auto plan = quant_plan(c);
