@@ -5,7 +5,6 @@
 # every mode; then the per-seed table with mean and std (tools/runs_table.py).
 #   bench/golf_run.sh NGPU [train flags ...]       e.g. bench/golf_run.sh 8
 # Env: SEEDS (default "1337 42 2025"), OUTDIR (default logs/golf_<NGPU>gpu); other settings as for train.
-# Without QUANT_MATRIX_STEP, the step quant_fit chose for the first seed is set for the later ones.
 set -euo pipefail
 n=${1:?usage: bench/golf_run.sh NGPU [train flags ...]}; shift
 cd "$(dirname "$0")/.."
@@ -18,11 +17,5 @@ for seed in ${SEEDS:-1337 42 2025}; do
         --artifact "$out/seed$seed.artifact" "$@" > "$out/seed$seed.log" 2>&1 || echo "seed $seed: train failed (see the log)"
     grep -E "^(trained|final|artifact|eval mode|done)" "$out/seed$seed.log" || true
     logs+=("$out/seed$seed.log")
-    # the matrix step quant_fit settled on (the last "quantized: ... scales xS" line) becomes the
-    # later seeds' QUANT_MATRIX_STEP, so their late QAT trains on the grid the artifact will have
-    if [ -z "${QUANT_MATRIX_STEP:-}" ]; then
-        s=$(sed -n 's/^quantized: .* scales x\([0-9.]*\),.*/\1/p' "$out/seed$seed.log" | tail -1)
-        [ -n "$s" ] && export QUANT_MATRIX_STEP=$s && echo "later seeds: QUANT_MATRIX_STEP=$s (seed $seed's quant_fit)"
-    fi
 done
 python3 tools/runs_table.py "${logs[@]}" | tee "$out/table.md"
