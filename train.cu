@@ -262,12 +262,13 @@ int main(int argc, char** argv) {
     // quant_auto_step it is chosen once, at the first QAT step, from the weights that will be
     // quantized: the step at which their artifact is estimated to fill model_budget
     // (quant_step_for_budget), so QAT trains on the grid the artifact will have. A pure function of
-    // the weights: every rank, and a rerun, choose the same step.
+    // the weights: every rank, and a rerun, choose the same step. Only with quant_fit (which sizes
+    // the artifact at all); otherwise the configured quant_matrix_step.
     double qat_step = 0;
     auto choose_qat_step = [&](int64_t step, double mult) {
         qat_step = cfg.quant_matrix_step;
         int64_t est = 0;
-        if (cfg.quant_auto_step) {
+        if (cfg.quant_auto_step && cfg.quant_fit) {
             std::vector<float> w((size_t)arena);
             cudaCheck(cudaMemcpy(w.data(), quant_ema ? o.ema : m.params, arena * sizeof(float), cudaMemcpyDeviceToHost));
             qat_step = quant_step_for_budget(cfg, w.data(), model_budget);
@@ -540,7 +541,7 @@ int main(int argc, char** argv) {
         // estimated not to fit at it (then absmax scales: the clip search picks scales for step 1)
         Config qcfg = cfg;
         if (qat_step > 0) qcfg.quant_matrix_step = qat_step;
-        if (cfg.quant_auto_step)
+        if (cfg.quant_auto_step && cfg.quant_fit)
             qcfg.quant_matrix_step = std::max(qcfg.quant_matrix_step, quant_step_for_budget(qcfg, weights.data(), model_budget));
         if (qcfg.quant_matrix_step > 1) go.clip_search = false;
         for (;;) {

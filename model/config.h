@@ -74,7 +74,7 @@
     /* ---- quantization (quant/plan.h decides bits per tensor and row group from these) */        \
     X(INT, quant_bits_matrix, 6, "bits for matrix rows (2..8)")                                    \
     X(FLOAT, quant_matrix_step, 1.0, "those rows' absmax scale x this (>= 1; quant_fit raises it)")\
-    X(INT, quant_auto_step, 1, "matrix step from the weights' estimated size at QAT start / quant")\
+    X(INT, quant_auto_step, 1, "with quant_fit: matrix step from an estimate at QAT start/quant")  \
     X(INT, quant_bits_embed, 8, "bits for the tied embedding (2..8)")                              \
     X(INT, quant_bits_ssm_dyn, 8, "bits for in_proj's dd_dt and dd_A rows (2..8)")                 \
     X(INT, quant_bits_scalar, 16, "scalars and vectors: 16 = fp16, 32 = fp32")                     \
