@@ -5,7 +5,8 @@
 
 Reads, per log: the seed (config table), "trained: N steps in S s (X ms/step, Y tok/s)",
 "final val_loss .. val_bpb B" (or final_ema when EMA is on: the weights that get quantized),
-"final_quant ... val_bpb Q", "artifact: code C + model M = T bytes", and any
+"final_quant ... val_bpb Q", "artifact: code C + model M = T bytes", the matrix step of the last
+"quantized: ... scales xS" line (quant_fit's pick), and any
 "eval mode=<m> ... val_bpb V" lines (the last value of each mode: the artifact's). A log that
 lacks a field shows "-" there, so a crashed run is visible rather than dropped.
 """
@@ -13,7 +14,7 @@ import re
 import statistics
 import sys
 
-FIELDS = ["seed", "steps", "ms/step", "tok/s", "pre-quant bpb", "post-quant bpb", "artifact bytes"]
+FIELDS = ["seed", "steps", "ms/step", "tok/s", "pre-quant bpb", "post-quant bpb", "artifact bytes", "matrix step"]
 
 
 def parse(path):
@@ -29,6 +30,8 @@ def parse(path):
     if m: r["post-quant bpb"] = float(m.group(1))
     arts = re.findall(r"^artifact: code \d+ \+ model \d+ = (\d+) bytes", t, re.M)
     if arts: r["artifact bytes"] = int(arts[-1])
+    steps = re.findall(r"^quantized: .* scales x(\S+),", t, re.M)
+    if steps: r["matrix step"] = float(steps[-1])
     for mode, v in re.findall(r"^eval mode=(\S+) val_loss \S+ val_bpb (\S+)", t, re.M):
         r[f"{mode} bpb"] = float(v)
     return r
