@@ -58,7 +58,7 @@
 #include "quant/export.h"       // defines: hessians_write
 #include "quant/gptq.cuh"       // defines: gptq_quantize_gpu
 #include "quant/hessian.cuh"    // defines: GpuHessians, hessians_*
-#include "quant/size.h"         // defines: size_report, size_print, kSizeLimit, code_archive
+#include "quant/size.h"         // defines: code_report, size_report, size_print, kSizeLimit
 #include "quant/plan.h"         // defines: quantize_model, quant_fit_next, quant_step_for_budget
 #include "quant/fake_quant.cuh" // defines: FakeQuantGpu, fake_quant_gpu_create, fake_quant_bf16
 #include "eval/eval.cuh"        // defines: eval_gpu, eval_gpu_report
@@ -155,11 +155,12 @@ int main(int argc, char** argv) {
     std::vector<float> eval_weights;
     // The counted code's bytes (xz of the sources, quant/size.h): the model gets what is left of
     // 16,000,000, less 0.2% for quant_bytes_estimate's error (quant_fit checks the real size).
+    SizeReport code;  // the counted sources, once: every size verdict below reuses it
     int64_t model_budget = 0;
     if (!eval_path.empty()) artifact_weights(eval_path, cfg, &eval_weights);
     else {
-        int64_t raw = 0;
-        model_budget = kSizeLimit - (int64_t)code_archive(code_root, &raw).size() - kSizeLimit / 500;
+        code = code_report(code_root);
+        model_budget = kSizeLimit - code.code_bytes - kSizeLimit / 500;
     }
 
     // Data first: a bad path or tokenizer should fail before any GPU work.
@@ -267,18 +268,16 @@ int main(int argc, char** argv) {
     double qat_step = 0;
     auto choose_qat_step = [&](int64_t step, double mult) {
         qat_step = cfg.quant_matrix_step;
-        int64_t est = 0;
+        int64_t est = 0;  // at the configured step
         if (cfg.quant_auto_step && cfg.quant_fit) {
             std::vector<float> w((size_t)arena);
             cudaCheck(cudaMemcpy(w.data(), quant_ema ? o.ema : m.params, arena * sizeof(float), cudaMemcpyDeviceToHost));
-            qat_step = quant_step_for_budget(cfg, w.data(), model_budget);
-            Config at = cfg;
-            at.quant_matrix_step = qat_step;
-            est = quant_bytes_estimate(at, w.data());
+            qat_step = quant_step_for_budget(cfg, w.data(), model_budget, &est);
         }
         if (master)
-            printf("late QAT: on from step %lld (lr multiplier %.4f), matrix step x%.4f (estimated model %lld bytes, "
-                   "budget %lld)\n", (long long)step, mult, qat_step, (long long)est, (long long)model_budget);
+            printf("late QAT: on from step %lld (lr multiplier %.4f), matrix step x%.4f (model estimated at %lld bytes "
+                   "at x%.4f, budget %lld)\n", (long long)step, mult, qat_step, (long long)est, cfg.quant_matrix_step,
+                   (long long)model_budget);
         fq.step = qat_step;
     };
 
@@ -555,7 +554,7 @@ int main(int argc, char** argv) {
                    quant_ema ? "EMA" : "live", dh.empty() ? "round-to-nearest (no Hessians)" : "GPTQ",
                    qcfg.quant_bits_matrix, go.clip_search ? "clip-search" : "absmax", qcfg.quant_matrix_step, gptq_s, now_s() - tq,
                    artifact_path.c_str(), (long long)info.file_bytes);
-            const SizeReport sr = size_report(code_root, artifact_path.c_str());
+            const SizeReport sr = size_report(code, artifact_path.c_str());
             size_print(sr, stdout);
             printf("artifact: code %lld + model %lld = %lld bytes; <= 16,000,000: %s\n", (long long)sr.code_bytes,
                    (long long)sr.model_bytes, (long long)sr.total(), sr.ok() ? "yes" : "no");

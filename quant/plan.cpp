@@ -119,8 +119,9 @@ int64_t quant_bytes_estimate(const Config& cfg, const float* arena) {
     return (int64_t)bytes;
 }
 
-double quant_step_for_budget(const Config& cfg, const float* arena, int64_t budget) {
+double quant_step_for_budget(const Config& cfg, const float* arena, int64_t budget, int64_t* estimate) {
     const int64_t est = quant_bytes_estimate(cfg, arena);
+    if (estimate) *estimate = est;
     if (est <= budget) return cfg.quant_matrix_step;
     const double per_doubling = kLzmaOverOrder0 * std::max<double>(matrix_values(cfg), 1.0) / 8;
     const double coarsest = ((1 << (cfg.quant_bits_matrix - 1)) - 1) / 7.0;

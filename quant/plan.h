@@ -90,7 +90,8 @@ int64_t quant_bytes_estimate(const Config& cfg, const float* arena);
 // the rows are Gaussian, so their codes' entropy falls by log2(step) bits per value as the step
 // grows (checked: INT6 x2.0667 = INT5, 5.318 - 1.047 = 4.271 vs 4.274 bits measured); >= 1 (1 when
 // it fits already), <= the INT4 step.
-double quant_step_for_budget(const Config& cfg, const float* arena, int64_t budget);
+// estimate (may be nullptr): quant_bytes_estimate at cfg's own step, the one pass this takes.
+double quant_step_for_budget(const Config& cfg, const float* arena, int64_t budget, int64_t* estimate = nullptr);
 
 // Writes the dequantized weights into a float arena of param_arena_size(cfg) (padding zeroed).
 void dequantize_model(float* arena, const Config& cfg, const QuantModel& qm);

@@ -57,14 +57,22 @@ std::vector<uint8_t> code_archive(const std::string& root, int64_t* raw_bytes) {
     return out;
 }
 
-SizeReport size_report(const std::string& root, const char* artifact_path) {
+SizeReport code_report(const std::string& root) {
     SizeReport r;
     r.nfiles = (int)counted_sources(root).size();
     r.code_bytes = (int64_t)code_archive(root, &r.code_raw).size();
+    return r;
+}
+
+SizeReport size_report(SizeReport code, const char* artifact_path) {
     struct stat st;
     if (stat(artifact_path, &st) != 0) fatal("size: artifact '%s' not found", artifact_path);
-    r.model_bytes = (int64_t)st.st_size;
-    return r;
+    code.model_bytes = (int64_t)st.st_size;
+    return code;
+}
+
+SizeReport size_report(const std::string& root, const char* artifact_path) {
+    return size_report(code_report(root), artifact_path);
 }
 
 void size_print(const SizeReport& r, FILE* out) {

@@ -28,5 +28,9 @@ struct SizeReport {
     bool ok() const { return total() <= kSizeLimit; }
 };
 SizeReport size_report(const std::string& root, const char* artifact_path);
+// The same with the code part already counted (a code_report of the sources, computed once: the xz
+// of the sources takes ~1 s and does not change while a run writes artifacts).
+SizeReport code_report(const std::string& root);  // model_bytes 0
+SizeReport size_report(SizeReport code, const char* artifact_path);
 // "size: code N (xz of M source bytes, K files) + model N = T bytes: OK <= 16,000,000" or "OVER".
 void size_print(const SizeReport& r, FILE* out);
