@@ -6,5 +6,5 @@ set -e -o pipefail
 BIN=${1:-build/bench/scan_bench}
 nvidia-smi --query-gpu=name,clocks.sm,clocks.mem --format=csv,noheader || true
 $BIN 16 4096
-PYTHONUNBUFFERED=1 timeout 420 python3 "$(dirname "$0")/scan_triton.py" || echo "triton bench failed or timed out"
+PYTHONUNBUFFERED=1 timeout ${TRITON_TIMEOUT:-420} python3 "$(dirname "$0")/scan_triton.py" || echo "triton bench failed or timed out"
 $BIN 16 4096

@@ -22,15 +22,29 @@ constexpr float kPi = 3.14159265358979323846f, kTwoPi = 6.28318530717958647692f;
 typedef __nv_bfloat16 bf16;
 typedef bf16 Tile[L][LD];
 
-// The kernels are bound by the latency of one warp per scheduler (see notes/scan.md), so the hot
-// elementwise math uses the SFU forms: __expf (ex2.approx, ~2 ulp) and __sincosf on angles reduced
-// to [-pi, pi) (absolute error ~5e-7), well under the bf16 rounding of the MMA operands.
-// (__fdividef: an IEEE division is ~10 instructions and a branch, per element of the gates)
-__device__ __forceinline__ float sigmoidf_(float x) { return __fdividef(1.f, 1.f + __expf(-x)); }
+// The kernels issue ~4 k instructions per warp per chunk (notes/scan.md), so the hot elementwise math
+// uses the SFU forms: e^x as ex2.approx and 1/x as rcp.approx (~2 ulp), denormals flushed (the
+// non-ftz forms, __expf and __fdividef, add a range test and a rescale per call), and __sincosf on
+// angles reduced to [-pi, pi) (absolute error ~5e-7): all well under the bf16 rounding of the MMA operands.
+__device__ __forceinline__ float fexp(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x * 1.44269504088896341f));
+    return y;
+}
+__device__ __forceinline__ float frcp(float x) {
+    float y;
+    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+__device__ __forceinline__ float sigmoidf_(float x) { return frcp(1.f + fexp(-x)); }
+// tanh(x) = 1 - 2 / (1 + e^{2x}), absolute error ~3e-7: for the backward's d theta and dDT (bf16-noise
+// gradients). The forward keeps tanhf: phi is an fp32 output summed over the whole sequence.
+__device__ __forceinline__ float ftanh(float x) { return 1.f - 2.f * frcp(1.f + fexp(2.f * x)); }
 __device__ __forceinline__ void sincos_angle(float phi, float* sn, float* cs) {
     __sincosf(phi > kPi ? phi - kTwoPi : phi, sn, cs);
 }
-__device__ __forceinline__ float reduce_2pi(float a) { return a - kTwoPi * floorf(a / kTwoPi); }
+// a mod 2 pi (multiplying by 1 / (2 pi): a division here was an IEEE division per angle and position)
+__device__ __forceinline__ float reduce_2pi(float a) { return a - kTwoPi * floorf(a * (1.f / kTwoPi)); }
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
     __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
     return *reinterpret_cast<uint32_t*>(&v);
@@ -40,10 +54,15 @@ __device__ __forceinline__ uint32_t scale_bf16x2(uint32_t x, float2 e) {
     const __nv_bfloat162 v = *reinterpret_cast<const __nv_bfloat162*>(&x);
     return pack_bf16(__low2float(v) * e.x, __high2float(v) * e.y);
 }
-// 16 consecutive bf16 of a tile row (32 bytes, 16-byte aligned) <-> floats, as two 128-bit accesses
-// (element-wise 16-bit accesses were 4-way bank-conflicted and 8x the instructions)
-__device__ __forceinline__ void load_row16(float* f, const bf16* p) {
-    const uint4 u[2] = {*reinterpret_cast<const uint4*>(p), *reinterpret_cast<const uint4*>(p + 8)};
+// The elementwise row passes use thread = (row, quarter qt of the row), and quarter qt holds columns
+// [8qt, 8qt + 8) and [32 + 8qt, +8): the rotated pairs (the first 2S columns) then spread evenly over
+// the quarters (for S = 16 each thread rotates 4 pairs; with contiguous quarters half of the lanes
+// rotated 8 and half none). Element k of a quarter sits at column qcol(qt, k).
+__device__ __forceinline__ int qcol(int qt, int k) { return k < 8 ? 8 * qt + k : 24 + 8 * qt + k; }
+// a quarter of a tile row <-> 16 floats, as two 128-bit accesses (element-wise 16-bit accesses were
+// 4-way bank-conflicted and 8x the instructions)
+__device__ __forceinline__ void load_quarter(float* f, const bf16* row, int qt) {
+    const uint4 u[2] = {*reinterpret_cast<const uint4*>(row + 8 * qt), *reinterpret_cast<const uint4*>(row + 32 + 8 * qt)};
     const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(u);
 #pragma unroll
     for (int k = 0; k < 8; k++) {
@@ -51,13 +70,13 @@ __device__ __forceinline__ void load_row16(float* f, const bf16* p) {
         f[2 * k] = v.x; f[2 * k + 1] = v.y;
     }
 }
-__device__ __forceinline__ void store_row16(bf16* p, const float* f, float sc) {
+__device__ __forceinline__ void store_quarter(bf16* row, const float* f, float sc, int qt) {
     uint4 u[2];
     uint32_t* w = reinterpret_cast<uint32_t*>(u);
 #pragma unroll
     for (int k = 0; k < 8; k++) w[k] = pack_bf16(sc * f[2 * k], sc * f[2 * k + 1]);
-    *reinterpret_cast<uint4*>(p) = u[0];
-    *reinterpret_cast<uint4*>(p + 8) = u[1];
+    *reinterpret_cast<uint4*>(row + 8 * qt) = u[0];
+    *reinterpret_cast<uint4*>(row + 32 + 8 * qt) = u[1];
 }
 __device__ __forceinline__ float2 bf2f(const bf16* p) {  // two bf16 at an even column
     return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p));
@@ -189,8 +208,8 @@ __device__ void chunk_scalars(ChunkScalars& s, const ScalarRaw& raw) {
     }
     const float c1 = x, c0 = x - a1, tot = __shfl_sync(0xffffffffu, x, 31);
     s.acs[i] = c0; s.acs[i + 1] = c1;
-    s.eacs[i] = __expf(c0); s.eacs[i + 1] = __expf(c1);
-    s.erev[i] = __expf(tot - c0); s.erev[i + 1] = __expf(tot - c1);
+    s.eacs[i] = fexp(c0); s.eacs[i + 1] = fexp(c1);
+    s.erev[i] = fexp(tot - c0); s.erev[i + 1] = fexp(tot - c1);
 }
 
 // theta rows of a chunk for the angle passes, into rows of S + 1 floats (no bank conflicts down a
@@ -217,11 +236,14 @@ struct FwdSmem {
     ScalarRaw raw;
 };
 
+// S (angle pairs) is a template parameter: the angle loops unroll and the rotation's pair tests resolve
+// at compile time (instantiated for S = 8, 16, 32 by the launchers).
+template <int S>
 __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
     bf16* out, Mamba3States<float> fin, float* phi_g, bf16* y_g, float* states,
     const bf16* q_raw, const bf16* k_raw, const bf16* v, const float* adt, const float* dt,
     const float* trap, const float* theta, const float* q_bias, const float* k_bias, const float* Dp,
-    const bf16* z, Mamba3States<float> init, int T, int H, int G, int S) {
+    const bf16* z, Mamba3States<float> init, int T, int H, int G) {
     extern __shared__ __align__(16) unsigned char smem_raw[];
     FwdSmem& s = *reinterpret_cast<FwdSmem*>(smem_raw);
     const int h = blockIdx.x, b = blockIdx.y, g = h / (H / G);
@@ -284,23 +306,24 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
             const float tot = __shfl_sync(0xffffffffu, w1, 31), carry = s.carry[i];
             const float p0 = reduce_2pi(carry + w0), p1 = reduce_2pi(carry + w1);
             s.phi[lane][i] = p0; s.phi[lane + 32][i] = p1;
-            if (lane < nrows) phi_g[(bh * T + t0 + lane) * S + i] = p0;
-            if (lane + 32 < nrows) phi_g[(bh * T + t0 + lane + 32) * S + i] = p1;
+            float* pg = phi_g + (bh * T + t0) * S + lane * S + i;
+            if (lane < nrows) pg[0] = p0;
+            if (lane + 32 < nrows) pg[32 * S] = p1;
             __syncwarp();
             if (lane == 0) s.carry[i] = reduce_2pi(carry + tot);
         }
         __syncthreads();
-        // ---- bias, rotation, scale (§3.1): thread = (row, quarter of N)
+        // ---- bias, rotation, scale (§3.1): thread = (row, quarter qt of N; see qcol)
         {
-            const int r = tid >> 2, qt = tid & 3, n0 = 16 * qt, t = t0 + r;
+            const int r = tid >> 2, qt = tid & 3, t = t0 + r;
             const bool ok = r < nrows;
             float qv[16], kv[16], dot = 0.f;
-            load_row16(qv, &s.Qr[r][n0]);
-            load_row16(kv, &s.Kr[r][n0]);
+            load_quarter(qv, s.Qr[r], qt);
+            load_quarter(kv, s.Kr[r], qt);
 #pragma unroll
             for (int k = 0; k < 16; k++) {
-                qv[k] = ok ? qv[k] + s.qb[n0 + k] : 0.f;
-                kv[k] = ok ? kv[k] + s.kb[n0 + k] : 0.f;
+                qv[k] = ok ? qv[k] + s.qb[qcol(qt, k)] : 0.f;
+                kv[k] = ok ? kv[k] + s.kb[qcol(qt, k)] : 0.f;
                 dot += qv[k] * kv[k];
             }
             dot += __shfl_xor_sync(0xffffffffu, dot, 1);
@@ -308,7 +331,7 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
             if (qt == 0) s.qkd[r] = s.cs.gam[r] * dot;  // diagonal uses gamma, not scale
 #pragma unroll
             for (int j = 0; j < 8; j++) {
-                const int i = 8 * qt + j;
+                const int i = qcol(qt, 2 * j) / 2;  // rotation pair
                 if (i < S) {
                     float sn, cs;
                     sincos_angle(s.phi[r][i], &sn, &cs);
@@ -319,10 +342,10 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
             }
             if (fin.k && t == T - 1)
 #pragma unroll
-                for (int k = 0; k < 16; k++) fin.k[bh * NN + n0 + k] = kv[k];
+                for (int k = 0; k < 16; k++) fin.k[bh * NN + qcol(qt, k)] = kv[k];
             const float sc = s.cs.scale[r], kd = sc * s.cs.erev[r];
-            store_row16(&s.Q[r][n0], qv, 1.f);
-            store_row16(&s.K[r][n0], kv, sc);
+            store_quarter(s.Q[r], qv, 1.f, qt);
+            store_quarter(s.K[r], kv, sc, qt);
             // the state update takes k~ as hi + lo bf16 parts: the state stays fp32-accurate
             uint4 hi4[2], lo4[2];
             uint32_t *hw = reinterpret_cast<uint32_t*>(hi4), *lw = reinterpret_cast<uint32_t*>(lo4);
@@ -333,8 +356,8 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
                 hw[k / 2] = *reinterpret_cast<const uint32_t*>(&hi);
                 lw[k / 2] = pack_bf16(a0 - __bfloat162float(hi.x), a1 - __bfloat162float(hi.y));
             }
-            *reinterpret_cast<uint4*>(&s.Kd[r][n0]) = hi4[0]; *reinterpret_cast<uint4*>(&s.Kd[r][n0 + 8]) = hi4[1];
-            *reinterpret_cast<uint4*>(&s.Kl[r][n0]) = lo4[0]; *reinterpret_cast<uint4*>(&s.Kl[r][n0 + 8]) = lo4[1];
+            *reinterpret_cast<uint4*>(&s.Kd[r][8 * qt]) = hi4[0]; *reinterpret_cast<uint4*>(&s.Kd[r][32 + 8 * qt]) = hi4[1];
+            *reinterpret_cast<uint4*>(&s.Kl[r][8 * qt]) = lo4[0]; *reinterpret_cast<uint4*>(&s.Kl[r][32 + 8 * qt]) = lo4[1];
         }
         if (fin.v && c == NC - 1 && tid < PP)
             fin.v[bh * PP + tid] = __bfloat162float(v[((int64_t)b * T + T - 1) * ldv + h * PP + tid]);
@@ -357,8 +380,11 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
 #pragma unroll
                 for (int e = 0; e < 4; e += 2) {
                     const int i = acc_row(r0, e), jj = c0 + acc_col(j, e);
-                    const float s0 = i > jj ? accS[j][e] * __expf(s.cs.acs[i] - s.cs.acs[jj]) : 0.f;
-                    const float s1 = i > jj + 1 ? accS[j][e + 1] * __expf(s.cs.acs[i] - s.cs.acs[jj + 1]) : 0.f;
+                    // branch-free mask: e^-inf = 0 on and above the diagonal (acs_i - acs_j > 0 there could overflow)
+                    const float2 aj = *reinterpret_cast<const float2*>(&s.cs.acs[jj]);
+                    const float ai = s.cs.acs[i];
+                    const float s0 = accS[j][e] * fexp(i > jj ? ai - aj.x : -INFINITY);
+                    const float s1 = accS[j][e + 1] * fexp(i > jj + 1 ? ai - aj.y : -INFINITY);
                     *reinterpret_cast<uint32_t*>(&Sc[i][jj]) = pack_bf16(s0, s1);
                 }
         }
@@ -437,9 +463,10 @@ struct BwdSmem {
     float qb[NN], kb[NN];
     ChunkScalars cs;
     ScalarRaw raw;
-    alignas(16) float tabs[4];                 // phi (L*S), theta, dphi (L x (S+1) each), sized at launch
+    // after the struct, sized by S: phi (L x S), theta, dphi (L x (S+1) each)
 };
 size_t bwd_smem_bytes(int S) { return sizeof(BwdSmem) + (size_t)(3 * L * S + 2 * L) * sizeof(float); }
+static_assert(sizeof(BwdSmem) % 16 == 0, "the phi table after BwdSmem takes 16-byte copies");
 
 // Chunk c's saved phi, its v, q_raw, k_raw tiles, dout, z, y for the gate backward into the K, P2, P1
 // tiles (dead in the previous chunk's tail), its scalars; cp.async, not committed. The gate backward
@@ -468,6 +495,7 @@ __device__ __forceinline__ void load_bwd_ahead(BwdAhead& a, const float* states,
     for (int it = 0; it < PP * NN / 4 / NT; it++) a.h[it] = *reinterpret_cast<const float4*>(Hg + 4 * (threadIdx.x + it * NT));
 }
 
+template <int S>
 __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
     bf16* dq_h, bf16* dk_h, float* dth_h,                    // scratch: (B,T,H,N) (B,T,H,N) (B,T,H,S)
     float* bq_part, float* bk_part, float* dD_part,          // scratch: (B,H,N) (B,H,N) (B,H)
@@ -475,13 +503,13 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
     const bf16* dout, Mamba3States<float> dfin, const float* phi_g, const bf16* y_g, const float* states,
     const bf16* q_raw, const bf16* k_raw, const bf16* v, const float* adt, const float* dt,
     const float* trap, const float* theta, const float* q_bias, const float* k_bias, const float* Dp,
-    const bf16* z, Mamba3States<float> init, int T, int H, int G, int S) {
+    const bf16* z, Mamba3States<float> init, int T, int H, int G) {
     extern __shared__ __align__(16) unsigned char smem_raw[];
     BwdSmem& s = *reinterpret_cast<BwdSmem*>(smem_raw);
-    const int SP = S + 1;
-    float* phi = s.tabs;                // [L][S]
-    float* th_s = s.tabs + L * S;       // [L][SP]: rows padded, the angle pass reads columns
-    float* dphi = s.tabs + L * S + L * SP;  // [L][SP]
+    constexpr int SP = S + 1;
+    float* phi = reinterpret_cast<float*>(smem_raw + sizeof(BwdSmem));  // [L][S]
+    float* th_s = phi + L * S;          // [L][SP]: rows padded, the angle pass reads columns
+    float* dphi = th_s + L * SP;        // [L][SP]
     const int h = blockIdx.x, b = blockIdx.y, g = h / (H / G);
     const int64_t bh = (int64_t)b * H + h;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, t4 = lane & 3;
@@ -524,7 +552,10 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
         // recompute below, so its memory latency hides behind the gate backward and the recompute
         BwdAhead ahead;
         load_bwd_ahead(ahead, states, bh, T, c);
-        // gate backward (§5.2) from dout, z, y in the K, P2, P1 tiles (the thread's own copies) -> dy tile, dz
+        // gate backward (§5.2) from dout, z, y in the K, P2, P1 tiles (the thread's own copies) -> dy tile, dz.
+        // Global offsets: the chunk's row in 64 bits once per phase, 32 bits inside the chunk (64-bit index
+        // math per store was ~25 instructions, recomputed under the register cap).
+        const int64_t vrow = ((int64_t)b * T + t0) * ldv + h * PP;
 #pragma unroll
         for (int it = 0; it < L * 8 / NT; it++) {
             const int k = tid + it * NT, r = k >> 3, c8 = (k & 7) * 8;
@@ -541,26 +572,26 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                 dyy[j] = __float2bfloat16(gof * zf * sg);
                 dzz[j] = __float2bfloat16(gof * __bfloat162float(yy[j]) * sg * (1.f + zf * (1.f - sg)));
             }
-            if (r < nrows) *reinterpret_cast<uint4*>(dz + ((int64_t)b * T + t0 + r) * ldv + h * PP + c8) = dz4;
+            if (r < nrows) *reinterpret_cast<uint4*>(dz + vrow + (r * (int)ldv + c8)) = dz4;
             *reinterpret_cast<uint4*>(&s.dY[r][c8]) = dyv;
         }
         chunk_scalars(s.cs, s.raw);
         __syncthreads();  // Hc, dy, scalars, and the other threads' copies are visible
-        // ---- recompute q, k~; qbar.kbar and dd = dy.v per position. Thread = (row, quarter of N).
+        // ---- recompute q, k~; qbar.kbar and dd = dy.v per position. Thread = (row, quarter qt; see qcol).
         {
-            const int r = tid >> 2, n0 = 16 * (tid & 3);
+            const int r = tid >> 2, qt = tid & 3;
             const bool ok = r < nrows;
             float qv[16], kv[16], dot = 0.f, ddp = 0.f;
-            load_row16(qv, &s.dY[r][n0]);  // dy and v first, through the q and k registers
-            load_row16(kv, &s.V[r][n0]);
+            load_quarter(qv, s.dY[r], qt);  // dy and v first, through the q and k registers
+            load_quarter(kv, s.V[r], qt);
 #pragma unroll
             for (int k = 0; k < 16; k++) ddp += qv[k] * kv[k];
-            load_row16(qv, &s.Qr[r][n0]);
-            load_row16(kv, &s.Kr[r][n0]);
+            load_quarter(qv, s.Qr[r], qt);
+            load_quarter(kv, s.Kr[r], qt);
 #pragma unroll
             for (int k = 0; k < 16; k++) {
-                qv[k] = ok ? qv[k] + s.qb[n0 + k] : 0.f;
-                kv[k] = ok ? kv[k] + s.kb[n0 + k] : 0.f;
+                qv[k] = ok ? qv[k] + s.qb[qcol(qt, k)] : 0.f;
+                kv[k] = ok ? kv[k] + s.kb[qcol(qt, k)] : 0.f;
                 dot += qv[k] * kv[k];
             }
 #pragma unroll
@@ -568,10 +599,10 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                 dot += __shfl_xor_sync(0xffffffffu, dot, o);
                 ddp += __shfl_xor_sync(0xffffffffu, ddp, o);
             }
-            if (n0 == 0) { s.qkdot[r] = dot; s.dd[r] = ddp; }
+            if (qt == 0) { s.qkdot[r] = dot; s.dd[r] = ddp; }
 #pragma unroll
             for (int j = 0; j < 8; j++) {
-                const int i = n0 / 2 + j;
+                const int i = qcol(qt, 2 * j) / 2;  // rotation pair
                 if (i < S) {
                     float sn, cs;
                     sincos_angle(phi[r * S + i], &sn, &cs);
@@ -580,8 +611,8 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                     kv[2 * j] = k0 * cs - k1 * sn; kv[2 * j + 1] = k0 * sn + k1 * cs;
                 }
             }
-            store_row16(&s.Q[r][n0], qv, 1.f);
-            store_row16(&s.K[r][n0], kv, s.cs.scale[r]);
+            store_quarter(s.Q[r], qv, 1.f, qt);
+            store_quarter(s.K[r], kv, s.cs.scale[r], qt);
         }
 #pragma unroll
         for (int it = 0; it < PP * NN / 4 / NT; it++) {
@@ -607,7 +638,7 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
 #pragma unroll
                     for (int e = 0; e < 4; e++) {
                         const int i = acc_row(r0, e), jj = c0 + acc_col(j, e);
-                        const float M = i > jj ? __expf(s.cs.acs[i] - s.cs.acs[jj]) : 0.f;
+                        const float M = fexp(i > jj ? s.cs.acs[i] - s.cs.acs[jj] : -INFINITY);  // branch free
                         const float p1 = M * accB[j][e], p2 = M * accA[j][e], gg = p1 * accA[j][e];
                         rs[e >> 1] += gg; csum[j][e & 1] += gg;
                         accB[j][e] = p1; accA[j][e] = p2;
@@ -684,6 +715,7 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
             // ---- per position and rotation pair (§5.4), in the accumulator layout: element pair
             // (row i, cols 2m, 2m+1) with m = c0/2 + 4j + lane%4 is one rotation pair of one position.
             float dsr[2] = {0.f, 0.f};
+            const int64_t hrow = ((int64_t)b * T + t0) * H + h;
 #pragma unroll
             for (int e = 0; e < 4; e += 2) {
                 const int i = acc_row(r0, e), t = t0 + i;
@@ -693,11 +725,12 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
 #pragma unroll
                 for (int j = 0; j < 4; j++) {
                     const int m = c0 / 2 + 4 * j + t4, n0 = 2 * m;
+                    const bool rot = c0 / 2 + 4 * j < S;  // m < S, written warp-uniform (S % 4 == 0)
                     const float2 qr = bf2f(&s.Qr[i][n0]), kr = bf2f(&s.Kr[i][n0]);
                     const float qb0 = ok ? qr.x + s.qb[n0] : 0.f, qb1 = ok ? qr.y + s.qb[n0 + 1] : 0.f;
                     const float kb0 = ok ? kr.x + s.kb[n0] : 0.f, kb1 = ok ? kr.y + s.kb[n0 + 1] : 0.f;
                     float sn = 0.f, cs = 1.f;
-                    if (m < S) sincos_angle(phi[i * S + m], &sn, &cs);
+                    if (rot) sincos_angle(phi[i * S + m], &sn, &cs);
                     const float dq0 = accQ[j][e], dq1 = accQ[j][e + 1], dk0 = accK[j][e], dk1 = accK[j][e + 1];
                     dsr[e >> 1] += dk0 * (kb0 * cs - kb1 * sn) + dk1 * (kb0 * sn + kb1 * cs);
                     float gk0 = sc * dk0, gk1 = sc * dk1;
@@ -707,7 +740,7 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                     // d phi = dq . J q + dk~ . J k~ (J = d/dphi of the rotation), taken with the very bf16
                     // q and k~ the products used: then the intra-chunk pair terms, which cancel in the
                     // reverse cumsum of d phi (q.k~ is rotation invariant), cancel in our sums too.
-                    if (m < S) {
+                    if (rot) {
                         const float2 qq = bf2f(&s.Q[i][n0]), kk = bf2f(&s.K[i][n0]);
                         const float q0 = qq.x, q1 = qq.y, k0 = kk.x, k1 = kk.y;
                         float dp = -dq0 * q1 + dq1 * q0 - dk0 * k1 + dk1 * k0;
@@ -718,9 +751,9 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                         dphi[i * SP + m] = dp;
                     }
                     if (ok) {
-                        const int64_t ho = (((int64_t)b * T + t) * H + h) * NN + n0;
-                        *reinterpret_cast<uint32_t*>(dq_h + ho) = pack_bf16(dqb0, dqb1);
-                        *reinterpret_cast<uint32_t*>(dk_h + ho) = pack_bf16(dkb0, dkb1);
+                        const int ho = i * H * NN + n0;
+                        *reinterpret_cast<uint32_t*>(dq_h + hrow * NN + ho) = pack_bf16(dqb0, dqb1);
+                        *reinterpret_cast<uint32_t*>(dk_h + hrow * NN + ho) = pack_bf16(dkb0, dkb1);
                         bq_acc[j][0] += dqb0; bq_acc[j][1] += dqb1; bk_acc[j][0] += dkb0; bk_acc[j][1] += dkb1;
                     }
                 }
@@ -755,6 +788,7 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
             }
             if (t4 == 0) { s.wv[ch][acc_row(r0, 0)] = wv[0]; s.wv[ch][acc_row(r0, 2)] = wv[1]; }
             warp_gemm<true, true, 4>(acc, s.P2, s.dY, r0, r0, L, c0);
+            const int64_t vrow = ((int64_t)b * T + t0) * ldv + h * PP;
 #pragma unroll
             for (int j = 0; j < 4; j++)
 #pragma unroll
@@ -765,7 +799,7 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                         const float2 dy = bf2f(&s.dY[i][p]);
                         float v0 = acc[j][e] + dg * dy.x, v1 = acc[j][e + 1] + dg * dy.y;
                         if (dfin.v && t0 + i == T - 1) { v0 += dfin.v[bh * PP + p]; v1 += dfin.v[bh * PP + p + 1]; }
-                        *reinterpret_cast<uint32_t*>(dv + ((int64_t)b * T + t0 + i) * ldv + h * PP + p) = pack_bf16(v0, v1);
+                        *reinterpret_cast<uint32_t*>(dv + vrow + (i * (int)ldv + p)) = pack_bf16(v0, v1);
                     }
                 }
         }
@@ -807,6 +841,7 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
         }
         cp_async_wait_group<1>();  // this chunk's theta, copied by the threads that read it below
         // ---- angles (§5.6): g_t = carry + sum_{r>=t} dphi_r; dtheta = g dt pi sech^2; dDT += g pi tanh
+        const int64_t hrow = ((int64_t)b * T + t0) * H + h;
         for (int i = warp; i < S; i += NT / 32) {
             float x0 = dphi[lane * SP + i], x1 = dphi[(lane + 32) * SP + i];
 #pragma unroll
@@ -818,15 +853,13 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
             const float g1 = carry + x1, g0 = carry + tot1 + x0;
             float a0 = 0.f, a1 = 0.f;
             if (lane < nrows) {
-                const int t = t0 + lane;
-                const float th = tanhf(th_s[lane * SP + i]);
-                dth_h[(((int64_t)b * T + t) * H + h) * S + i] = g0 * s.cs.dtv[lane] * kPi * (1.f - th * th);
+                const float th = ftanh(th_s[lane * SP + i]);
+                dth_h[hrow * S + (lane * H * S + i)] = g0 * s.cs.dtv[lane] * kPi * (1.f - th * th);
                 a0 = g0 * kPi * th;
             }
             if (lane + 32 < nrows) {
-                const int t = t0 + lane + 32;
-                const float th = tanhf(th_s[(lane + 32) * SP + i]);
-                dth_h[(((int64_t)b * T + t) * H + h) * S + i] = g1 * s.cs.dtv[lane + 32] * kPi * (1.f - th * th);
+                const float th = ftanh(th_s[(lane + 32) * SP + i]);
+                dth_h[hrow * S + ((lane + 32) * H * S + i)] = g1 * s.cs.dtv[lane + 32] * kPi * (1.f - th * th);
                 a1 = g1 * kPi * th;
             }
             __syncwarp();
@@ -995,8 +1028,9 @@ __global__ void mamba3_scan_param_sum_kernel(float* dq_bias, float* dk_bias, flo
 
 void check_dims(const Mamba3Dims& d, const char* who) {
     if (d.N != NN || d.P != PP || d.L != L) fatal("%s: needs N = P = L = 64 (got N %d, P %d, L %d)", who, d.N, d.P, d.L);
-    // S % 4: the backward copies phi rows of a chunk as 16-byte pieces
-    if (d.S < 4 || d.S > SMAX || d.S % 4) fatal("%s: angle pairs S = %d not a multiple of 4 in 4..%d", who, d.S, SMAX);
+    // S: a template parameter of the kernels (one instance per value); a multiple of 4 because the
+    // backward copies phi rows of a chunk as 16-byte pieces
+    if (d.S != 8 && d.S != 16 && d.S != 32) fatal("%s: angle pairs S = %d, the CUDA scan is built for 8, 16, 32", who, d.S);
     if (d.G < 1 || d.H % d.G) fatal("%s: heads %d not a multiple of groups %d", who, d.H, d.G);
     if (d.T < 1 || d.B < 1) fatal("%s: empty batch (B %d, T %d)", who, d.B, d.T);
 }
@@ -1010,14 +1044,15 @@ void mamba3_scan_forward(bf16* out, const Mamba3States<float>* fin, float* phi, 
                          cudaStream_t stream) {
     check_dims(d, "mamba3_scan_forward");
     const size_t smem = sizeof(FwdSmem);
-    static bool attr = false;
-    if (!attr) {
-        cudaCheck(cudaFuncSetAttribute(mamba3_scan_fwd_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-        attr = true;
+    const int si = d.S / 16;  // 8, 16, 32 -> 0, 1, 2
+    auto kernel = si == 0 ? mamba3_scan_fwd_kernel<8> : si == 1 ? mamba3_scan_fwd_kernel<16> : mamba3_scan_fwd_kernel<32>;
+    static bool attr[3] = {};
+    if (!attr[si]) {
+        cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        attr[si] = true;
     }
-    mamba3_scan_fwd_kernel<<<dim3(d.H, d.B), NT, smem, stream>>>(out, states_or_null(fin), phi, y, states, q_raw, k_raw, v,
-                                                                  adt, dt, trap, theta, q_bias, k_bias, D, z,
-                                                                  states_or_null(init), d.T, d.H, d.G, d.S);
+    kernel<<<dim3(d.H, d.B), NT, smem, stream>>>(out, states_or_null(fin), phi, y, states, q_raw, k_raw, v, adt, dt, trap,
+                                                 theta, q_bias, k_bias, D, z, states_or_null(init), d.T, d.H, d.G);
     cudaCheckLaunch();
 }
 
@@ -1045,16 +1080,17 @@ void mamba3_scan_backward(float* dq_raw, float* dk_raw, bf16* dv, float* dadt, f
     float* bk_part = (float*)p; p += (size_t)d.B * d.H * NN * sizeof(float);
     float* dD_part = (float*)p;
     const size_t smem = bwd_smem_bytes(d.S);
-    static bool attr = false;
-    if (!attr) {
-        cudaCheck(cudaFuncSetAttribute(mamba3_scan_bwd_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       (int)bwd_smem_bytes(SMAX)));
-        attr = true;
+    const int si = d.S / 16;
+    auto kernel = si == 0 ? mamba3_scan_bwd_kernel<8> : si == 1 ? mamba3_scan_bwd_kernel<16> : mamba3_scan_bwd_kernel<32>;
+    static bool attr[3] = {};
+    if (!attr[si]) {
+        cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        attr[si] = true;
     }
-    mamba3_scan_bwd_kernel<<<dim3(d.H, d.B), NT, smem, stream>>>(
+    kernel<<<dim3(d.H, d.B), NT, smem, stream>>>(
         dq_h, dk_h, dth_h, bq_part, bk_part, dD_part, dv, dadt, ddt, dtrap, dz, states_or_null(dinit), dout,
         states_or_null(dfin), phi, y, states, q_raw, k_raw, v, adt, dt, trap, theta, q_bias, k_bias, D, z,
-        states_or_null(init), d.T, d.H, d.G, d.S);
+        states_or_null(init), d.T, d.H, d.G);
     cudaCheckLaunch();
     const int64_t BT = (int64_t)d.B * d.T, total = BT * (d.G * NN + d.S);
     mamba3_scan_head_sum_kernel<<<(unsigned)((total + 255) / 256), 256, 0, stream>>>(dq_raw, dk_raw, dtheta, dq_h, dk_h,
