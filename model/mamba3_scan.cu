@@ -13,6 +13,8 @@
 // The backward writes per-head dq/dk/dtheta (GQA needs a sum over the heads of a group) to scratch,
 // then a second kernel sums them in fixed head order: deterministic, no atomics.
 #include "model/mamba3_scan.cuh"
+#include <algorithm>
+#include <climits>
 #include <cstdint>
 
 namespace {
@@ -100,7 +102,8 @@ __device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32
 // acc (16 x 8NJ, rows r0..r0+15 of the warp, cols n0..n0+8NJ-1) += A (rows r0.., k in [k0,k1)) * B (k x cols).
 // AT: A is stored transposed ([k][m]); BT: B is stored [k][n] (else [n][k], the mma "col" layout).
 // Accumulator element e of n-tile j sits at row r0 + lane/4 + 8*(e>=2), col n0 + 8j + 2*(lane%4) + (e&1).
-template <bool AT, bool BT, int NJ = 8>
+// NS: column step between the warp's 16-column pairs of n-tiles (16: contiguous; 32: interleaved, see icol).
+template <bool AT, bool BT, int NJ = 8, int NS = 16>
 __device__ __forceinline__ void warp_gemm(float (*acc)[4], const Tile& A, const Tile& B, int r0, int k0, int k1,
                                           int n0 = 0) {
     const int l = threadIdx.x & 31;
@@ -111,8 +114,8 @@ __device__ __forceinline__ void warp_gemm(float (*acc)[4], const Tile& A, const 
 #pragma unroll
         for (int nn = 0; nn < NJ / 2; nn++) {
             uint32_t b[4];
-            if (!BT) ldsm4(b, &B[n0 + nn * 16 + (l & 7) + ((l >> 4) << 3)][kk + ((l >> 3) & 1) * 8]);
-            else ldsm4t(b, &B[kk + (l & 7) + (((l >> 3) & 1) << 3)][n0 + nn * 16 + (l >> 4) * 8]);
+            if (!BT) ldsm4(b, &B[n0 + nn * NS + (l & 7) + ((l >> 4) << 3)][kk + ((l >> 3) & 1) * 8]);
+            else ldsm4t(b, &B[kk + (l & 7) + (((l >> 3) & 1) << 3)][n0 + nn * NS + (l >> 4) * 8]);
             mma16816(acc[2 * nn], a, b[0], b[1]);
             mma16816(acc[2 * nn + 1], a, b[2], b[3]);
         }
@@ -127,6 +130,10 @@ __device__ __forceinline__ void zero_acc(float (*acc)[4]) {
 }
 __device__ __forceinline__ int acc_row(int r0, int e) { return r0 + ((threadIdx.x & 31) >> 2) + ((e >> 1) << 3); }
 __device__ __forceinline__ int acc_col(int j, int e) { return 8 * j + 2 * (threadIdx.x & 3) + (e & 1); }
+// The backward's dq, dk accumulators interleave the column halves by 16 (warp_gemm NS = 32, n0 = 16 ch):
+// column half ch holds [16ch, +16) and [32 + 16ch, +16), so the rotated pairs (the first 2S columns)
+// and their epilogue spread over both halves for S = 16 (contiguous halves gave them all to ch 0).
+__device__ __forceinline__ int icol(int ch, int j, int e) { return 16 * ch + 32 * (j >> 1) + acc_col(j & 1, e); }
 
 // Global -> shared copies that do not wait (cp.async, 16 B each, zero-filled past the end): the walks
 // issue a chunk's loads one chunk ahead as commit groups and wait for them by group count.
@@ -134,21 +141,24 @@ __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool vali
     const uint32_t sa = (uint32_t)__cvta_generic_to_shared(dst);
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(sa), "l"(src), "r"(valid ? 16 : 0));
 }
-// 64 rows x 64 bf16 (row stride `ld` elements) into a tile; rows >= nrows are zero. NTH: threads per CTA.
-// ld fits an int: row offsets inside a chunk in 32-bit math (the copies' address arithmetic was ~9 %
-// of the backward's instructions).
-template <int NTH>
+// 64 rows x 64 bf16 (row stride `ld` elements) into a tile; rows >= nrows are zero.
+// Thread t copies rows t/8 + 32 it, 16-byte piece t%8. Loops over `it` with compile-time trip counts
+// (a loop `k = tid; k < n; k += NT` stays a generic loop: ~40 instructions per tile).
 __device__ __forceinline__ void load_tile(Tile& dst, const bf16* src, int ld, int nrows) {
+    const int r = threadIdx.x >> 3, c8 = (threadIdx.x & 7) * 8;
 #pragma unroll
-    for (int k = threadIdx.x; k < L * 8; k += NTH) {
-        const int r = k >> 3, c8 = (k & 7) * 8;
-        cp_async16(&dst[r][c8], src + (r < nrows ? r * ld + c8 : 0), r < nrows);
+    for (int it = 0; it < L * 8 / NT; it++) {
+        const int rr = r + it * (NT / 8);
+        cp_async16(&dst[rr][c8], src + (rr < nrows ? rr * ld + c8 : 0), rr < nrows);
     }
 }
 // n16 16-byte pieces of contiguous floats, the first nvalid16 real, the rest zero.
-template <int NTH>
 __device__ __forceinline__ void load_floats(float* dst, const float* src, int n16, int nvalid16) {
-    for (int k = threadIdx.x; k < n16; k += NTH) cp_async16(dst + 4 * k, src + (k < nvalid16 ? 4 * k : 0), k < nvalid16);
+#pragma unroll
+    for (int it = 0; it < (n16 + NT - 1) / NT; it++) {
+        const int k = threadIdx.x + it * NT;
+        if (k < n16) cp_async16(dst + 4 * k, src + (k < nvalid16 ? 4 * k : 0), k < nvalid16);
+    }
 }
 
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
@@ -175,7 +185,7 @@ __device__ __forceinline__ void cp_async4(float* dst, const float* src, bool val
 }
 constexpr int kScalarWarp = NT / 32 - 1;
 __device__ __forceinline__ void load_scalars(ScalarRaw& r, const float* adt, const float* dt, const float* trap,
-                                             int64_t bh, int T, int t0) {
+                                             int bh, int T, int t0) {
     if ((int)(threadIdx.x >> 5) != kScalarWarp) return;
     const int lane = threadIdx.x & 31, t = t0 + 2 * lane;
     const float *pa = adt + bh * T, *pd = dt + bh * T, *pt = trap + bh * T;
@@ -217,7 +227,9 @@ __device__ void chunk_scalars(ChunkScalars& s, const ScalarRaw& raw) {
 // l + 32), so the angles need only their own wait, no barrier.
 __device__ __forceinline__ void load_theta_cols(float* dst, const float* src, int S, int nrows) {
     const int lane = threadIdx.x & 31;
-    for (int i = threadIdx.x >> 5; i < S; i += NT / 32) {
+#pragma unroll
+    for (int it = 0; it < S / (NT / 32); it++) {
+        const int i = (threadIdx.x >> 5) + it * (NT / 32);
         cp_async4(dst + lane * (S + 1) + i, src + (lane < nrows ? lane * S + i : 0), lane < nrows);
         cp_async4(dst + (lane + 32) * (S + 1) + i, src + (lane + 32 < nrows ? (lane + 32) * S + i : 0), lane + 32 < nrows);
     }
@@ -245,9 +257,10 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
     const float* trap, const float* theta, const float* q_bias, const float* k_bias, const float* Dp,
     const bf16* z, Mamba3States<float> init, int T, int H, int G) {
     extern __shared__ __align__(16) unsigned char smem_raw[];
+    static_assert(S % (NT / 32) == 0 && S <= SMAX, "the angle passes give each warp S / 8 columns");
     FwdSmem& s = *reinterpret_cast<FwdSmem*>(smem_raw);
     const int h = blockIdx.x, b = blockIdx.y, g = h / (H / G);
-    const int64_t bh = (int64_t)b * H + h;
+    const int bh = b * H + h;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, r0 = (warp & 3) * 16, c0 = (warp >> 2) * 32;
     const int NC = (T + L - 1) / L;
     const float Dh = Dp[h];
@@ -276,12 +289,12 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
     // Loads run a chunk ahead where the tile is dead early: k_raw, theta and the scalars after the
     // rotation, q_raw (the score tile) after S.V; v and z are issued at the chunk's top and first waited
     // for before S.V. cp.async groups in flight at a chunk's top: {k_raw, theta, scalars}, {q_raw}.
-    const int64_t ldv = (int64_t)H * PP, ldq = (int64_t)G * NN;
-    load_tile<NT>(s.Kr, k_raw + (int64_t)b * T * ldq + g * NN, ldq, min(L, T));
-    load_theta_cols(s.theta, theta + (int64_t)b * T * S, S, min(L, T));
+    const int ldv = H * PP, ldq = G * NN;
+    load_tile(s.Kr, k_raw + b * T * ldq + g * NN, ldq, min(L, T));
+    load_theta_cols(s.theta, theta + b * T * S, S, min(L, T));
     load_scalars(s.raw, adt, dt, trap, bh, T, 0);
     cp_async_commit();
-    load_tile<NT>(s.Qr, q_raw + (int64_t)b * T * ldq + g * NN, ldq, min(L, T));
+    load_tile(s.Qr, q_raw + b * T * ldq + g * NN, ldq, min(L, T));
     cp_async_commit();
 
     for (int c = 0; c < NC; c++) {
@@ -289,11 +302,13 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
         cp_async_wait_group<0>();    // this chunk's k_raw, theta, scalars, q_raw
         chunk_scalars(s.cs, s.raw);  // (the previous chunk read its scalars before its last barrier)
         __syncthreads();             // previous chunk's readers of every tile are done; copies visible
-        load_tile<NT>(s.V, v + ((int64_t)b * T + t0) * ldv + h * PP, ldv, nrows);
-        load_tile<NT>(s.Z, z + ((int64_t)b * T + t0) * ldv + h * PP, ldv, nrows);
+        load_tile(s.V, v + (b * T + t0) * ldv + h * PP, ldv, nrows);
+        load_tile(s.Z, z + (b * T + t0) * ldv + h * PP, ldv, nrows);
         cp_async_commit();
         // ---- angles (§3.6): phi = carry + cumsum(pi tanh(theta) dt), mod 2pi; carry mod 2pi
-        for (int i = warp; i < S; i += NT / 32) {
+#pragma unroll
+        for (int it = 0; it < S / (NT / 32); it++) {  // unrolled: the columns' shuffle scans interleave
+            const int i = warp + it * (NT / 32);
             float w0 = 0.f, w1 = 0.f;
             if (lane < nrows) w0 = kPi * tanhf(s.theta[lane * (S + 1) + i]) * s.cs.dtv[lane];
             if (lane + 32 < nrows) w1 = kPi * tanhf(s.theta[(lane + 32) * (S + 1) + i]) * s.cs.dtv[lane + 32];
@@ -360,11 +375,11 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
             *reinterpret_cast<uint4*>(&s.Kl[r][8 * qt]) = lo4[0]; *reinterpret_cast<uint4*>(&s.Kl[r][32 + 8 * qt]) = lo4[1];
         }
         if (fin.v && c == NC - 1 && tid < PP)
-            fin.v[bh * PP + tid] = __bfloat162float(v[((int64_t)b * T + T - 1) * ldv + h * PP + tid]);
+            fin.v[bh * PP + tid] = __bfloat162float(v[(b * T + T - 1) * ldv + h * PP + tid]);
         __syncthreads();  // k_raw and theta are dead: the next chunk's go in now
         if (c + 1 < NC) {
-            load_tile<NT>(s.Kr, k_raw + ((int64_t)b * T + t1) * ldq + g * NN, ldq, nrows1);
-            load_theta_cols(s.theta, theta + ((int64_t)b * T + t1) * S, S, nrows1);
+            load_tile(s.Kr, k_raw + (b * T + t1) * ldq + g * NN, ldq, nrows1);
+            load_theta_cols(s.theta, theta + (b * T + t1) * S, S, nrows1);
             load_scalars(s.raw, adt, dt, trap, bh, T, t1);
         }
         cp_async_commit();
@@ -412,13 +427,14 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
             }
         const float eAc = expf(s.cs.acs[L - 1]);  // read before the barrier: the next chunk's top rewrites it
         __syncthreads();  // the score tile is dead: the next chunk's q_raw goes in
-        if (c + 1 < NC) load_tile<NT>(s.Qr, q_raw + ((int64_t)b * T + t1) * ldq + g * NN, ldq, nrows1);
+        if (c + 1 < NC) load_tile(s.Qr, q_raw + (b * T + t1) * ldq + g * NN, ldq, nrows1);
         cp_async_commit();
         // ---- write y, out (coalesced); save the state entering this chunk; update the state
-        for (int k = tid; k < L * 8; k += NT) {
-            const int r = k >> 3, c8 = (k & 7) * 8;
+#pragma unroll
+        for (int it = 0; it < L * 8 / NT; it++) {
+            const int r = (tid >> 3) + it * (NT / 8), c8 = (tid & 7) * 8;
             if (r < nrows) {
-                const int64_t o = ((int64_t)b * T + t0 + r) * ldv + h * PP + c8;
+                const int o = (b * T + t0 + r) * ldv + h * PP + c8;
                 *reinterpret_cast<uint4*>(y_g + o) = *reinterpret_cast<const uint4*>(&s.Y[r][c8]);
                 *reinterpret_cast<uint4*>(out + o) = *reinterpret_cast<const uint4*>(&s.Z[r][c8]);
             }
@@ -474,21 +490,21 @@ static_assert(sizeof(BwdSmem) % 16 == 0, "the phi table after BwdSmem takes 16-b
 // the thread's own wait, no barrier.
 __device__ __forceinline__ void load_bwd_tiles(BwdSmem& s, float* phi, const float* phi_g, const bf16* q_raw,
                                                const bf16* k_raw, const bf16* v, const bf16* dout, const bf16* z,
-                                               const bf16* y_g, const float* adt, const float* dt, const float* trap, int b, int64_t bh, int h, int g, int T, int H, int G, int S, int c) {
+                                               const bf16* y_g, const float* adt, const float* dt, const float* trap, int b, int bh, int h, int g, int T, int H, int G, int S, int c) {
     const int t0 = c * L, nrows = min(L, T - t0);
-    const int64_t ldv = (int64_t)H * PP, ldq = (int64_t)G * NN, ov = ((int64_t)b * T + t0) * ldv + h * PP;
-    load_floats<NT>(phi, phi_g + (bh * T + t0) * S, L * S / 4, nrows * S / 4);
-    load_tile<NT>(s.V, v + ov, ldv, nrows);
-    load_tile<NT>(s.Qr, q_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
-    load_tile<NT>(s.Kr, k_raw + ((int64_t)b * T + t0) * ldq + g * NN, ldq, nrows);
-    load_tile<NT>(s.K, dout + ov, ldv, nrows);
-    load_tile<NT>(s.P2, z + ov, ldv, nrows);
-    load_tile<NT>(s.P1, y_g + ov, ldv, nrows);
+    const int ldv = H * PP, ldq = G * NN, ov = (b * T + t0) * ldv + h * PP;
+    load_floats(phi, phi_g + (bh * T + t0) * S, L * S / 4, nrows * S / 4);
+    load_tile(s.V, v + ov, ldv, nrows);
+    load_tile(s.Qr, q_raw + (b * T + t0) * ldq + g * NN, ldq, nrows);
+    load_tile(s.Kr, k_raw + (b * T + t0) * ldq + g * NN, ldq, nrows);
+    load_tile(s.K, dout + ov, ldv, nrows);
+    load_tile(s.P2, z + ov, ldv, nrows);
+    load_tile(s.P1, y_g + ov, ldv, nrows);
     load_scalars(s.raw, adt, dt, trap, bh, T, t0);
 }
 // Chunk c's fp32 state entering it, in registers (to the bf16 Hc tile at the chunk's top).
 struct BwdAhead { float4 h[PP * NN / 4 / NT]; };
-__device__ __forceinline__ void load_bwd_ahead(BwdAhead& a, const float* states, int64_t bh, int T, int c) {
+__device__ __forceinline__ void load_bwd_ahead(BwdAhead& a, const float* states, int bh, int T, int c) {
     const int NC = (T + L - 1) / L;
     const float* Hg = states + (bh * NC + c) * PP * NN;
 #pragma unroll
@@ -505,18 +521,19 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
     const float* trap, const float* theta, const float* q_bias, const float* k_bias, const float* Dp,
     const bf16* z, Mamba3States<float> init, int T, int H, int G) {
     extern __shared__ __align__(16) unsigned char smem_raw[];
+    static_assert(S % (NT / 32) == 0 && S <= SMAX, "the angle passes give each warp S / 8 columns");
     BwdSmem& s = *reinterpret_cast<BwdSmem*>(smem_raw);
     constexpr int SP = S + 1;
     float* phi = reinterpret_cast<float*>(smem_raw + sizeof(BwdSmem));  // [L][S]
     float* th_s = phi + L * S;          // [L][SP]: rows padded, the angle pass reads columns
     float* dphi = th_s + L * SP;        // [L][SP]
     const int h = blockIdx.x, b = blockIdx.y, g = h / (H / G);
-    const int64_t bh = (int64_t)b * H + h;
+    const int bh = b * H + h;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, t4 = lane & 3;
     const int rb = warp & 3, ch = warp >> 2, r0 = rb * 16, c0 = ch * 32;  // row block, column half
     const int NC = (T + L - 1) / L;
     const float Dh = Dp[h];
-    const int64_t ldv = (int64_t)H * PP;
+    const int ldv = H * PP;
     if (tid < NN) { s.qb[tid] = q_bias[h * NN + tid]; s.kb[tid] = k_bias[h * NN + tid]; }
     if (tid < SMAX) s.carry[tid] = (dfin.angle && tid < S) ? dfin.angle[bh * S + tid] : 0.f;
 
@@ -540,7 +557,7 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
     // top: {phi, v, q_raw, k_raw, dout, z, y, scalars}, {theta} of this chunk.
     load_bwd_tiles(s, phi, phi_g, q_raw, k_raw, v, dout, z, y_g, adt, dt, trap, b, bh, h, g, T, H, G, S, NC - 1);
     cp_async_commit();
-    load_theta_cols(th_s, theta + ((int64_t)b * T + (NC - 1) * L) * S, S, T - (NC - 1) * L);
+    load_theta_cols(th_s, theta + (b * T + (NC - 1) * L) * S, S, T - (NC - 1) * L);
     cp_async_commit();
 
     for (int c = NC - 1; c >= 0; c--) {
@@ -552,10 +569,8 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
         // recompute below, so its memory latency hides behind the gate backward and the recompute
         BwdAhead ahead;
         load_bwd_ahead(ahead, states, bh, T, c);
-        // gate backward (§5.2) from dout, z, y in the K, P2, P1 tiles (the thread's own copies) -> dy tile, dz.
-        // Global offsets: the chunk's row in 64 bits once per phase, 32 bits inside the chunk (64-bit index
-        // math per store was ~25 instructions, recomputed under the register cap).
-        const int64_t vrow = ((int64_t)b * T + t0) * ldv + h * PP;
+        // gate backward (§5.2) from dout, z, y in the K, P2, P1 tiles (the thread's own copies) -> dy tile, dz
+        const int vrow = (b * T + t0) * ldv + h * PP;
 #pragma unroll
         for (int it = 0; it < L * 8 / NT; it++) {
             const int k = tid + it * NT, r = k >> 3, c8 = (k & 7) * 8;
@@ -685,14 +700,14 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
             float accQ[4][4], accK[4][4];
             // dq_i = exp(Acs_i) Hc^T dy_i + sum_{j<i} P1_ij k~_j;  u2_i = q_i . (exp(Acs_i) Hc^T dy_i)
             zero_acc<4>(accQ);
-            warp_gemm<false, true, 4>(accQ, s.dY, s.Hc, r0, 0, PP, c0);
+            warp_gemm<false, true, 4, 32>(accQ, s.dY, s.Hc, r0, 0, PP, 16 * ch);
             float u2[2] = {0.f, 0.f};
 #pragma unroll
             for (int j = 0; j < 4; j++)
 #pragma unroll
                 for (int e = 0; e < 4; e += 2) {
                     const int i = acc_row(r0, e);
-                    const float2 qq = bf2f(&s.Q[i][c0 + acc_col(j, e)]);
+                    const float2 qq = bf2f(&s.Q[i][icol(ch, j, e)]);
                     accQ[j][e] *= s.cs.eacs[i]; accQ[j][e + 1] *= s.cs.eacs[i];
                     u2[e >> 1] += accQ[j][e] * qq.x;
                     u2[e >> 1] += accQ[j][e + 1] * qq.y;
@@ -703,19 +718,19 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                 u2[q] += __shfl_xor_sync(0xffffffffu, u2[q], 2);
             }
             if (t4 == 0) { s.u2[ch][acc_row(r0, 0)] = u2[0]; s.u2[ch][acc_row(r0, 2)] = u2[1]; }
-            warp_gemm<false, true, 4>(accQ, s.P1, s.K, r0, 0, r0 + 16, c0);
+            warp_gemm<false, true, 4, 32>(accQ, s.P1, s.K, r0, 0, r0 + 16, 16 * ch);
             // dk~_j = exp(A_c - Acs_j) dH^T v_j + sum_{i>j} P1_ij q_i
             zero_acc<4>(accK);
-            warp_gemm<false, true, 4>(accK, s.V, s.dH, r0, 0, PP, c0);
+            warp_gemm<false, true, 4, 32>(accK, s.V, s.dH, r0, 0, PP, 16 * ch);
 #pragma unroll
             for (int j = 0; j < 4; j++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) accK[j][e] *= s.cs.erev[acc_row(r0, e)];
-            warp_gemm<true, true, 4>(accK, s.P1, s.Q, r0, r0, L, c0);
+            warp_gemm<true, true, 4, 32>(accK, s.P1, s.Q, r0, r0, L, 16 * ch);
             // ---- per position and rotation pair (§5.4), in the accumulator layout: element pair
-            // (row i, cols 2m, 2m+1) with m = c0/2 + 4j + lane%4 is one rotation pair of one position.
+            // (row i, cols 2m, 2m+1) with 2m = icol(ch, j, 0) is one rotation pair of one position.
             float dsr[2] = {0.f, 0.f};
-            const int64_t hrow = ((int64_t)b * T + t0) * H + h;
+            const int hrow = (b * T + t0) * H + h;
 #pragma unroll
             for (int e = 0; e < 4; e += 2) {
                 const int i = acc_row(r0, e), t = t0 + i;
@@ -724,8 +739,8 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                 const bool last = dfin.k && t == T - 1;
 #pragma unroll
                 for (int j = 0; j < 4; j++) {
-                    const int m = c0 / 2 + 4 * j + t4, n0 = 2 * m;
-                    const bool rot = c0 / 2 + 4 * j < S;  // m < S, written warp-uniform (S % 4 == 0)
+                    const int n0 = icol(ch, j, 0), m = n0 / 2;
+                    const bool rot = 8 * ch + 16 * (j >> 1) + 4 * (j & 1) < S;  // m < S, warp-uniform (S % 4 == 0)
                     const float2 qr = bf2f(&s.Qr[i][n0]), kr = bf2f(&s.Kr[i][n0]);
                     const float qb0 = ok ? qr.x + s.qb[n0] : 0.f, qb1 = ok ? qr.y + s.qb[n0 + 1] : 0.f;
                     const float kb0 = ok ? kr.x + s.kb[n0] : 0.f, kb1 = ok ? kr.y + s.kb[n0 + 1] : 0.f;
@@ -788,7 +803,7 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
             }
             if (t4 == 0) { s.wv[ch][acc_row(r0, 0)] = wv[0]; s.wv[ch][acc_row(r0, 2)] = wv[1]; }
             warp_gemm<true, true, 4>(acc, s.P2, s.dY, r0, r0, L, c0);
-            const int64_t vrow = ((int64_t)b * T + t0) * ldv + h * PP;
+            const int vrow = (b * T + t0) * ldv + h * PP;
 #pragma unroll
             for (int j = 0; j < 4; j++)
 #pragma unroll
@@ -841,8 +856,10 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
         }
         cp_async_wait_group<1>();  // this chunk's theta, copied by the threads that read it below
         // ---- angles (§5.6): g_t = carry + sum_{r>=t} dphi_r; dtheta = g dt pi sech^2; dDT += g pi tanh
-        const int64_t hrow = ((int64_t)b * T + t0) * H + h;
-        for (int i = warp; i < S; i += NT / 32) {
+        const int hrow = (b * T + t0) * H + h;
+#pragma unroll
+        for (int it = 0; it < S / (NT / 32); it++) {  // unrolled: the columns' shuffle scans interleave
+            const int i = warp + it * (NT / 32);
             float x0 = dphi[lane * SP + i], x1 = dphi[(lane + 32) * SP + i];
 #pragma unroll
             for (int o = 1; o < 32; o <<= 1) {  // suffix sums
@@ -888,7 +905,7 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
             s.urow[0][r] = su; s.u2[0][r] = pw; s.wv[0][r] = w; s.ds[0][r] += s.ds[1][r];
         }
         __syncthreads();
-        if (c > 0) load_theta_cols(th_s, theta + ((int64_t)b * T + t0 - L) * S, S, L);
+        if (c > 0) load_theta_cols(th_s, theta + (b * T + t0 - L) * S, S, L);
         cp_async_commit();
         // ---- dADT_t = sum_{r>=t} u_r + m + sum_{r<t} w_r; dDT, dTrap (§5.5) per position
         if (tid < L) {
@@ -897,8 +914,10 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
             if (r < 32) su += s.urow[0][32];
             else pw += s.u2[0][31];
             const float m = (s.mpart[0] + s.mpart[1] + s.mpart[2] + s.mpart[3] + s.mpart[4] + s.mpart[5] + s.mpart[6] + s.mpart[7]) * eAcL;
-            float at = 0.f;
-            for (int i = 0; i < S; i++) at += dphi[r * SP + i];
+            float atp[4] = {0.f, 0.f, 0.f, 0.f};  // four partial sums: no serial chain of S adds
+#pragma unroll
+            for (int i = 0; i < S; i++) atp[i % 4] += dphi[r * SP + i];
+            const float at = (atp[0] + atp[1]) + (atp[2] + atp[3]);
             const float gs = s.dd[r] * s.qkdot[r] + s.ds[0][r];  // d gamma + d scale
             float dD_t = gs * lam + at, dl = gs * dtt;
             if (r < nrows) {
@@ -969,7 +988,7 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                 aq += __shfl_xor_sync(0xffffffffu, aq, o);
                 ak += __shfl_xor_sync(0xffffffffu, ak, o);
             }
-            if (lane < 4) { s.bpart_q[rb][c0 + acc_col(j, q)] = aq; s.bpart_k[rb][c0 + acc_col(j, q)] = ak; }
+            if (lane < 4) { s.bpart_q[rb][icol(ch, j, q)] = aq; s.bpart_k[rb][icol(ch, j, q)] = ak; }
         }
     if (tid < L) {
         float a = dD_acc;
@@ -1033,6 +1052,10 @@ void check_dims(const Mamba3Dims& d, const char* who) {
     if (d.S != 8 && d.S != 16 && d.S != 32) fatal("%s: angle pairs S = %d, the CUDA scan is built for 8, 16, 32", who, d.S);
     if (d.G < 1 || d.H % d.G) fatal("%s: heads %d not a multiple of groups %d", who, d.H, d.G);
     if (d.T < 1 || d.B < 1) fatal("%s: empty batch (B %d, T %d)", who, d.B, d.T);
+    // The kernels index in 32-bit ints (64-bit index math was ~25 instructions per store, recomputed
+    // under the register cap): every tensor of a launch must hold fewer than 2^31 elements.
+    const int64_t nc = (d.T + L - 1) / L, most = std::max((int64_t)d.B * d.T * d.H * 64, (int64_t)d.B * d.H * nc * PP * NN);
+    if (most >= INT32_MAX) fatal("%s: B %d x T %d x H %d is too large for 32-bit indexing; split the batch", who, d.B, d.T, d.H);
 }
 Mamba3States<float> states_or_null(const Mamba3States<float>* st) { return st ? *st : Mamba3States<float>{}; }
 }  // namespace
