@@ -92,9 +92,9 @@ std::vector<float> down(const Dev<bf16>& d) {
     return h;
 }
 
-Mamba3Dims dims(int B, int T, int H, int G) {
+Mamba3Dims dims(int B, int T, int H, int G, int S = 16) {
     Mamba3Dims d{};
-    d.B = B; d.T = T; d.H = H; d.P = 64; d.N = 64; d.G = G; d.S = 16; d.L = 64;
+    d.B = B; d.T = T; d.H = H; d.P = 64; d.N = 64; d.G = G; d.S = S; d.L = 64;
     d.DI = H * d.P;
     return d;
 }
@@ -138,8 +138,8 @@ struct Report {
     }
 };
 
-void run_case(int B, int T, int H, int G, bool with_init, uint64_t seed) {
-    const Mamba3Dims d = dims(B, T, H, G);
+void run_case(int B, int T, int H, int G, bool with_init, uint64_t seed, int S = 16) {
+    const Mamba3Dims d = dims(B, T, H, G, S);
     const Inputs in = make_inputs(d, seed);
     const int NC = d.nchunks();
     const size_t BT = (size_t)B * T, BH = (size_t)B * H;
@@ -189,7 +189,7 @@ void run_case(int B, int T, int H, int G, bool with_init, uint64_t seed) {
     bwd();
     cudaCheck(cudaDeviceSynchronize());
     char tag[64];
-    snprintf(tag, sizeof tag, "B%d T%d H%d G%d%s", B, T, H, G, with_init ? " init" : "");
+    snprintf(tag, sizeof tag, "B%d T%d H%d G%d S%d%s", B, T, H, G, S, with_init ? " init" : "");
     printf("case %s\n", tag);
     Report rp;
     const double fo = 1e-5, fs4 = 1e-4, fb = 5e-3, gf = 3e-2, gp = 1e-2, af = 5e-2, ap = 1e-1, inf = 1e30;
@@ -244,6 +244,9 @@ TEST_CASE("gpu mamba3 scan: forward and backward vs CPU reference") {
     run_case(3, 200, 3, 1, true, 16);
     run_case(1, 4096, 2, 1, true, 17);
     run_case(2, 1024, 2, 2, false, 18);
+    // the other angle-pair counts the kernels are built for (rope fraction 1.0 gives S 32 at d_state 64)
+    run_case(2, 200, 2, 1, true, 19, 32);
+    run_case(1, 130, 2, 1, true, 20, 8);
 }
 
 // State passing: running [0, T1) then [T1, T) with the final states of the first as the initial
