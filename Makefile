@@ -87,9 +87,12 @@ test-gpu: $(BUILD)/test_gpu
 # Kernel timings at the production shape (GPU); bench/torch_ops.py times the same ops in PyTorch.
 $(BUILD)/bench_gpu: $(BUILD)/bench/bench_gpu.cu.o $(CU_OBJ) $(CPU_OBJ)
 	$(NVCC) $(NVFLAGS) $^ -o $@ $(LDLIBS_GPU)
+# The scan alone, side by side with upstream's Triton kernels: bench/scan.sh build/bench/scan_bench
+$(BUILD)/bench/scan_bench: $(BUILD)/bench/scan_bench.cu.o $(BUILD)/model/mamba3_scan.cu.o
+	$(NVCC) $(NVFLAGS) $^ -o $@
 .PHONY: bench
-bench: $(BUILD)/bench_gpu
--include $(BUILD)/bench/bench_gpu.cu.d
+bench: $(BUILD)/bench_gpu $(BUILD)/bench/scan_bench
+-include $(BUILD)/bench/bench_gpu.cu.d $(BUILD)/bench/scan_bench.cu.d
 
 data:
 	tools/make_data.sh

@@ -1,7 +1,7 @@
 // Mamba-3 scan forward and forward+backward at the seed's shape (spec/targets.md): B 16, T 4096,
 // H 16, P 64, N 64, G 1, S 16, L 64, z gate and final states on. Random inputs (never zeros), CUDA
 // events, median of 30 after 5 warm-ups. Prints one line per measurement, in ms.
-// Build: nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -I. bench/scan_bench.cu model/mamba3_scan.cu
+// Build: make build/bench/scan_bench (or make bench)
 #include "model/mamba3_scan.cuh"
 #include <algorithm>
 #include <vector>
