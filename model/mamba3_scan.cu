@@ -589,7 +589,7 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                 dyy[j] = __float2bfloat16(gof * zf * sg);
                 dzz[j] = __float2bfloat16(gof * __bfloat162float(yy[j]) * sg * (1.f + zf * (1.f - sg)));
             }
-            if (r < nrows) *reinterpret_cast<uint4*>(dz + vrow + (r * (int)ldv + c8)) = dz4;
+            if (r < nrows) *reinterpret_cast<uint4*>(dz + vrow + (r * ldv + c8)) = dz4;
             *reinterpret_cast<uint4*>(&s.dY[r][c8]) = dyv;
         }
         chunk_scalars(s.cs, s.raw);
@@ -816,7 +816,7 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                         const float2 dy = bf2f(&s.dY[i][p]);
                         float v0 = acc[j][e] + dg * dy.x, v1 = acc[j][e + 1] + dg * dy.y;
                         if (dfin.v && t0 + i == T - 1) { v0 += dfin.v[bh * PP + p]; v1 += dfin.v[bh * PP + p + 1]; }
-                        *reinterpret_cast<uint32_t*>(dv + vrow + (i * (int)ldv + p)) = pack_bf16(v0, v1);
+                        *reinterpret_cast<uint32_t*>(dv + vrow + (i * ldv + p)) = pack_bf16(v0, v1);
                     }
                 }
         }
@@ -1049,8 +1049,8 @@ __global__ void mamba3_scan_param_sum_kernel(float* dq_bias, float* dk_bias, flo
 
 void check_dims(const Mamba3Dims& d, const char* who) {
     if (d.N != NN || d.P != PP || d.L != L) fatal("%s: needs N = P = L = 64 (got N %d, P %d, L %d)", who, d.N, d.P, d.L);
-    // S: a template parameter of the kernels (one instance per value); a multiple of 4 because the
-    // backward copies phi rows of a chunk as 16-byte pieces
+    // S: a template parameter of the kernels (one instance per value); a multiple of 8 because the
+    // angle passes give each of the 8 warps S / 8 columns (and the backward copies phi rows as 16 bytes)
     if (d.S != 8 && d.S != 16 && d.S != 32) fatal("%s: angle pairs S = %d, the CUDA scan is built for 8, 16, 32", who, d.S);
     if (d.G < 1 || d.H % d.G) fatal("%s: heads %d not a multiple of groups %d", who, d.H, d.G);
     if (d.T < 1 || d.B < 1) fatal("%s: empty batch (B %d, T %d)", who, d.B, d.T);
