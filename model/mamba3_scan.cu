@@ -571,7 +571,9 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
         // recompute below, so its memory latency hides behind the gate backward and the recompute
         BwdAhead ahead;
         load_bwd_ahead(ahead, states, bh, T, c);
-        // gate backward (§5.2) from dout, z, y in the K, P2, P1 tiles (the thread's own copies) -> dy tile, dz
+        // gate backward (§5.2) from dout, z, y in the K, P2, P1 tiles (the thread's own copies) -> dy tile, dz.
+        // (vrow / hrow, the chunk's global row offsets, are recomputed in each phase that stores: kept
+        // live across the chunk they cost registers under the cap and the backward spilled 88 bytes)
         const int vrow = (b * T + t0) * ldv + h * PP;
 #pragma unroll
         for (int it = 0; it < L * 8 / NT; it++) {
