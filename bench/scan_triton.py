@@ -65,3 +65,30 @@ for k, obj in autotuned():
     if getattr(obj, "best_config", None):
         print(f"autotuned {k}: {obj.best_config}")
 print(f"triton B {B} T {T} H {H}: forward {tf:.3f} ms  forward+backward {tfb:.3f} ms  ({torch.cuda.get_device_name()})")
+
+# The GPU's work alone: do_bench's figure is wall time, which includes the host's launches (~30 per
+# forward+backward through autograd and Triton's launcher) wherever the GPU outruns them. Sum the
+# device durations of every kernel a rep runs (torch.profiler / CUPTI), per kernel name.
+def kernels_alone(fn, reps=20):
+    from torch.profiler import profile, ProfilerActivity
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(reps):
+            for x in leaves:
+                x.grad = None
+            fn()
+        torch.cuda.synchronize()
+    per = {}
+    for e in prof.events():
+        if e.device_type == torch.autograd.DeviceType.CUDA:
+            t = getattr(e, "device_time", None)
+            t = e.cuda_time if t is None else t  # older torch
+            per[e.name] = per.get(e.name, 0.0) + t / 1e3 / reps  # us -> ms per rep
+    return sum(per.values()), per
+kf, _ = kernels_alone(fwd_nograd)
+kfb, per = kernels_alone(fwdbwd)
+print(f"triton kernels alone: forward {kf:.3f} ms  forward+backward {kfb:.3f} ms")
+for name, ms in sorted(per.items(), key=lambda x: -x[1])[:12]:
+    print(f"  {ms:7.3f} ms  {name[:90]}")

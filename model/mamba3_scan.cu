@@ -236,38 +236,82 @@ __device__ __forceinline__ void load_theta_cols(float* dst, const float* src, in
         cp_async4(dst + (lane + 32) * (S + 1) + i, src + (lane + 32 < nrows ? (lane + 32) * S + i : 0), lane + 32 < nrows);
     }
 }
+// ================================================================ forward angles
+// phi (§3.6) for the whole sequence, before the forward walk, which then only loads it (the angle
+// pass inside the walk was ~20 % of its instructions and a quarter of its time: notes/scan.md).
+// One CTA per (b, h), thread = (angle pair i, chunk slot); w = pi tanh(theta) dt. A round takes
+// NTA / S chunks: each thread sums its chunk's w (the prefix sums kept in registers), S threads carry
+// mod 2 pi across the round's chunks in order, then phi = (carry + chunk-local prefix) mod 2 pi,
+// with the carry reduced per chunk, as in the CPU twin.
+constexpr int NTA = 512;
+template <int S>
+__global__ void __launch_bounds__(NTA) mamba3_scan_angle_kernel(float* phi_g, float* fin_angle, const float* theta,
+                                                              const float* dt, const float* init_angle, int T, int H) {
+    constexpr int RS = NTA / S;         // chunks per round
+    __shared__ float carry_in[RS][S];  // a chunk's w sum, then the carry entering it
+    __shared__ float carry[S];
+    const int h = blockIdx.x, b = blockIdx.y, bh = b * H + h;
+    const int tid = threadIdx.x, i = tid % S, slot = tid / S;
+    const int NC = (T + L - 1) / L;
+    if (tid < S) carry[tid] = init_angle ? init_angle[bh * S + tid] : 0.f;
+    for (int cr0 = 0; cr0 < NC; cr0 += RS) {
+        const int c = cr0 + slot, t0 = c * L, n = c < NC ? min(L, T - t0) : 0;
+        float w[L], acc = 0.f;
+#pragma unroll
+        for (int k = 0; k < L; k++) {
+            if (k < n) acc += kPi * tanhf(theta[(b * T + t0 + k) * S + i]) * dt[bh * T + t0 + k];
+            w[k] = acc;
+        }
+        carry_in[slot][i] = acc;
+        __syncthreads();
+        if (tid < S) {
+            float cr = carry[tid];
+            for (int k = 0; k < RS && cr0 + k < NC; k++) {
+                const float sum = carry_in[k][tid];
+                carry_in[k][tid] = cr;
+                cr = reduce_2pi(cr + sum);
+            }
+            carry[tid] = cr;
+        }
+        __syncthreads();
+        const float cr = carry_in[slot][i];
+#pragma unroll
+        for (int k = 0; k < L; k++)
+            if (k < n) phi_g[(bh * T + t0 + k) * S + i] = reduce_2pi(cr + w[k]);
+        __syncthreads();  // carry_in is rewritten by the next round
+    }
+    if (fin_angle && tid < S) fin_angle[bh * S + tid] = carry[tid];
+}
+
 // ================================================================ forward
 struct FwdSmem {
     Tile Q, K, Kd, Kl, V, Hc, Y, Z;  // q rot; k~ = s k rot; exp(A_c - Acs) k~ as bf16 hi + lo; v; H entering
                                      // (bf16); y; z -> o
     Tile Qr, Kr;                     // q_raw, k_raw (Qr holds the masked scores once q is rotated)
-    float theta[L * (SMAX + 1)];     // this chunk's theta rows (B,T,S), rows padded to S + 1
-    float phi[L][SMAX + 1];
-    float carry[SMAX];
+    float phi[L * SMAX];             // this chunk's phi rows (L x S)
     float qkd[L];
     float qb[NN], kb[NN];
     ChunkScalars cs;
     ScalarRaw raw;
 };
 
-// S (angle pairs) is a template parameter: the angle loops unroll and the rotation's pair tests resolve
-// at compile time (instantiated for S = 8, 16, 32 by the launchers).
+// S (angle pairs) is a template parameter: the rotation's pair tests resolve at compile time
+// (instantiated for S = 8, 16, 32 by the launchers).
 template <int S>
 __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
-    bf16* out, Mamba3States<float> fin, float* phi_g, bf16* y_g, float* states,
+    bf16* out, Mamba3States<float> fin, const float* phi_g, bf16* y_g, float* states,
     const bf16* q_raw, const bf16* k_raw, const bf16* v, const float* adt, const float* dt,
-    const float* trap, const float* theta, const float* q_bias, const float* k_bias, const float* Dp,
+    const float* trap, const float* q_bias, const float* k_bias, const float* Dp,
     const bf16* z, Mamba3States<float> init, int T, int H, int G) {
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    static_assert(S % (NT / 32) == 0 && S <= SMAX, "the angle passes give each warp S / 8 columns");
+    static_assert(S <= SMAX, "phi rows hold SMAX angles");
     FwdSmem& s = *reinterpret_cast<FwdSmem*>(smem_raw);
     const int h = blockIdx.x, b = blockIdx.y, g = h / (H / G);
     const int bh = b * H + h;
-    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, r0 = (warp & 3) * 16, c0 = (warp >> 2) * 32;
+    const int tid = threadIdx.x, warp = tid >> 5, r0 = (warp & 3) * 16, c0 = (warp >> 2) * 32;
     const int NC = (T + L - 1) / L;
     const float Dh = Dp[h];
     if (tid < NN) { s.qb[tid] = q_bias[h * NN + tid]; s.kb[tid] = k_bias[h * NN + tid]; }
-    if (tid < SMAX) s.carry[tid] = (init.angle && tid < S) ? init.angle[bh * S + tid] : 0.f;
 
     // H_init' = H_in + dt_0 (1 - lam_0) v_{-1} k_{-1}^T (no alpha_0: exp(Acs) applies it), in registers
     float accH[4][4];
@@ -288,12 +332,12 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
         for (int e = 0; e < 4; e += 2)
             *reinterpret_cast<uint32_t*>(&s.Hc[acc_row(r0, e)][c0 + acc_col(j, e)]) = pack_bf16(accH[j][e], accH[j][e + 1]);
 
-    // Loads run a chunk ahead where the tile is dead early: k_raw, theta and the scalars after the
+    // Loads run a chunk ahead where the tile is dead early: k_raw, phi and the scalars after the
     // rotation, q_raw (the score tile) after S.V; v and z are issued at the chunk's top and first waited
-    // for before S.V. cp.async groups in flight at a chunk's top: {k_raw, theta, scalars}, {q_raw}.
+    // for before S.V. cp.async groups in flight at a chunk's top: {k_raw, phi, scalars}, {q_raw}.
     const int ldv = H * PP, ldq = G * NN;
     load_tile(s.Kr, k_raw + b * T * ldq + g * NN, ldq, min(L, T));
-    load_theta_cols(s.theta, theta + b * T * S, S, min(L, T));
+    load_floats(s.phi, phi_g + bh * T * S, L * S / 4, min(L, T) * S / 4);
     load_scalars(s.raw, adt, dt, trap, bh, T, 0);
     cp_async_commit();
     load_tile(s.Qr, q_raw + b * T * ldq + g * NN, ldq, min(L, T));
@@ -301,35 +345,12 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
 
     for (int c = 0; c < NC; c++) {
         const int t0 = c * L, nrows = min(L, T - t0), t1 = t0 + L, nrows1 = min(L, T - t1);
-        cp_async_wait_group<0>();    // this chunk's k_raw, theta, scalars, q_raw
+        cp_async_wait_group<0>();    // this chunk's k_raw, phi, scalars, q_raw
         chunk_scalars(s.cs, s.raw);  // (the previous chunk read its scalars before its last barrier)
         __syncthreads();             // previous chunk's readers of every tile are done; copies visible
         load_tile(s.V, v + (b * T + t0) * ldv + h * PP, ldv, nrows);
         load_tile(s.Z, z + (b * T + t0) * ldv + h * PP, ldv, nrows);
         cp_async_commit();
-        // ---- angles (§3.6): phi = carry + cumsum(pi tanh(theta) dt), mod 2pi; carry mod 2pi
-#pragma unroll
-        for (int it = 0; it < S / (NT / 32); it++) {  // unrolled: the columns' shuffle scans interleave
-            const int i = warp + it * (NT / 32);
-            float w0 = 0.f, w1 = 0.f;
-            if (lane < nrows) w0 = kPi * tanhf(s.theta[lane * (S + 1) + i]) * s.cs.dtv[lane];
-            if (lane + 32 < nrows) w1 = kPi * tanhf(s.theta[(lane + 32) * (S + 1) + i]) * s.cs.dtv[lane + 32];
-#pragma unroll
-            for (int o = 1; o < 32; o <<= 1) {
-                float y0 = __shfl_up_sync(0xffffffffu, w0, o), y1 = __shfl_up_sync(0xffffffffu, w1, o);
-                if (lane >= o) { w0 += y0; w1 += y1; }
-            }
-            w1 += __shfl_sync(0xffffffffu, w0, 31);
-            const float tot = __shfl_sync(0xffffffffu, w1, 31), carry = s.carry[i];
-            const float p0 = reduce_2pi(carry + w0), p1 = reduce_2pi(carry + w1);
-            s.phi[lane][i] = p0; s.phi[lane + 32][i] = p1;
-            float* pg = phi_g + (bh * T + t0) * S + lane * S + i;
-            if (lane < nrows) pg[0] = p0;
-            if (lane + 32 < nrows) pg[32 * S] = p1;
-            __syncwarp();
-            if (lane == 0) s.carry[i] = reduce_2pi(carry + tot);
-        }
-        __syncthreads();
         // ---- bias, rotation, scale (§3.1): thread = (row, quarter qt of N; see qcol)
         {
             const int r = tid >> 2, qt = tid & 3, t = t0 + r;
@@ -351,7 +372,7 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
                 const int i = qcol(qt, 2 * j) / 2;  // rotation pair
                 if (i < S) {
                     float sn, cs;
-                    sincos_angle(s.phi[r][i], &sn, &cs);
+                    sincos_angle(s.phi[r * S + i], &sn, &cs);
                     const float q0 = qv[2 * j], q1 = qv[2 * j + 1], k0 = kv[2 * j], k1 = kv[2 * j + 1];
                     qv[2 * j] = q0 * cs - q1 * sn; qv[2 * j + 1] = q0 * sn + q1 * cs;
                     kv[2 * j] = k0 * cs - k1 * sn; kv[2 * j + 1] = k0 * sn + k1 * cs;
@@ -378,10 +399,10 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
         }
         if (fin.v && c == NC - 1 && tid < PP)
             fin.v[bh * PP + tid] = __bfloat162float(v[(b * T + T - 1) * ldv + h * PP + tid]);
-        __syncthreads();  // k_raw and theta are dead: the next chunk's go in now
+        __syncthreads();  // k_raw and phi are dead: the next chunk's go in now
         if (c + 1 < NC) {
             load_tile(s.Kr, k_raw + (b * T + t1) * ldq + g * NN, ldq, nrows1);
-            load_theta_cols(s.theta, theta + (b * T + t1) * S, S, nrows1);
+            load_floats(s.phi, phi_g + (bh * T + t1) * S, L * S / 4, nrows1 * S / 4);
             load_scalars(s.raw, adt, dt, trap, bh, T, t1);
         }
         cp_async_commit();
@@ -465,7 +486,6 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
 #pragma unroll
             for (int e = 0; e < 4; e++) fin.ssm[(bh * PP + acc_row(r0, e)) * NN + c0 + acc_col(j, e)] = accH[j][e];
     }
-    if (fin.angle && tid < S) fin.angle[bh * S + tid] = s.carry[tid];
 }
 
 // ================================================================ backward
@@ -1072,6 +1092,9 @@ void mamba3_scan_forward(bf16* out, const Mamba3States<float>* fin, float* phi, 
     check_dims(d, "mamba3_scan_forward");
     const size_t smem = sizeof(FwdSmem);
     const int si = d.S / 16;  // 8, 16, 32 -> 0, 1, 2
+    auto angles = si == 0 ? mamba3_scan_angle_kernel<8> : si == 1 ? mamba3_scan_angle_kernel<16> : mamba3_scan_angle_kernel<32>;
+    angles<<<dim3(d.H, d.B), NTA, 0, stream>>>(phi, fin ? fin->angle : nullptr, theta, dt, init ? init->angle : nullptr, d.T, d.H);
+    cudaCheckLaunch();
     auto kernel = si == 0 ? mamba3_scan_fwd_kernel<8> : si == 1 ? mamba3_scan_fwd_kernel<16> : mamba3_scan_fwd_kernel<32>;
     static bool attr[3] = {};
     if (!attr[si]) {
@@ -1079,7 +1102,7 @@ void mamba3_scan_forward(bf16* out, const Mamba3States<float>* fin, float* phi, 
         attr[si] = true;
     }
     kernel<<<dim3(d.H, d.B), NT, smem, stream>>>(out, states_or_null(fin), phi, y, states, q_raw, k_raw, v, adt, dt, trap,
-                                                 theta, q_bias, k_bias, D, z, states_or_null(init), d.T, d.H, d.G);
+                                                 q_bias, k_bias, D, z, states_or_null(init), d.T, d.H, d.G);
     cudaCheckLaunch();
 }
 

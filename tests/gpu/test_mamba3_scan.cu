@@ -176,6 +176,7 @@ void run_case(int B, int T, int H, int G, bool with_init, uint64_t seed, int S =
     std::vector<float> half(H * 64, 0.5f), halfD(H, 0.5f);
     Dev<float> *o_dqb = up(half), *o_dkb = up(half), *o_dD = up(halfD);  // accumulate onto 0.5, as the CPU did
     Dev<char> scratch(mamba3_scan_backward_scratch_bytes(d));
+    scratch.poison();  // the backward must write every per-head entry the head sum reads
     Mamba3States<float> init_d{ga0->p, gs0->p, gk0->p, gv0->p}, fin_d{o_fa.p, o_fs.p, o_fk.p, o_fv.p};
     Mamba3States<float> dinit_d{o_ia.p, o_is.p, o_ik.p, o_iv.p}, dfin_d{gda->p, gds->p, gdk->p, gdv->p};
     mamba3_scan_forward(o_out.p, &fin_d, o_phi.p, o_y.p, o_st.p, gq->p, gk->p, gv->p, gadt->p, gdt->p, gtr->p, gth->p,
@@ -247,6 +248,9 @@ TEST_CASE("gpu mamba3 scan: forward and backward vs CPU reference") {
     // the other angle-pair counts the kernels are built for (rope fraction 1.0 gives S 32 at d_state 64)
     run_case(2, 200, 2, 1, true, 19, 32);
     run_case(1, 130, 2, 1, true, 20, 8);
+    // the seed's 16 heads: the head sums of dq, dk over groups of 8 and of 16, and of dtheta over 16
+    run_case(2, 130, 16, 2, true, 21);
+    run_case(1, 200, 16, 1, false, 22);
 }
 
 // State passing: running [0, T1) then [T1, T) with the final states of the first as the initial
