@@ -245,8 +245,8 @@ __device__ __forceinline__ void load_theta_cols(float* dst, const float* src, in
 // with the carry reduced per chunk, as in the CPU twin.
 constexpr int NTA = 512;
 template <int S>
-__global__ void __launch_bounds__(NTA) mamba3_scan_angle_kernel(float* phi_g, float* fin_angle, const float* theta,
-                                                              const float* dt, const float* init_angle, int T, int H) {
+__global__ void __launch_bounds__(NTA) mamba3_scan_angle_kernel(float* phi_g, float* fin_angle, const float* __restrict__ theta,
+                                                              const float* __restrict__ dt, const float* init_angle, int T, int H) {
     constexpr int RS = NTA / S;         // chunks per round
     __shared__ float carry_in[RS][S];  // a chunk's w sum, then the carry entering it
     __shared__ float carry[S];
@@ -258,9 +258,21 @@ __global__ void __launch_bounds__(NTA) mamba3_scan_angle_kernel(float* phi_g, fl
         const int c = cr0 + slot, t0 = c * L, n = c < NC ? min(L, T - t0) : 0;
         float w[L], acc = 0.f;
 #pragma unroll
-        for (int k = 0; k < L; k++) {
-            if (k < n) acc += kPi * tanhf(theta[(b * T + t0 + k) * S + i]) * dt[bh * T + t0 + k];
-            w[k] = acc;
+        for (int k0 = 0; k0 < L; k0 += 16) {
+            // 16 rows' loads at once, unconditional (rows past the end read row T - 1 and add nothing):
+            // one row at a time under `k < n` put a memory latency on every step of the sum
+            float th[16], d[16];
+#pragma unroll
+            for (int k = 0; k < 16; k++) {
+                const int t = min(t0 + k0 + k, T - 1);
+                th[k] = theta[(b * T + t) * S + i];
+                d[k] = dt[bh * T + t];
+            }
+#pragma unroll
+            for (int k = 0; k < 16; k++) {
+                if (k0 + k < n) acc += kPi * tanhf(th[k]) * d[k];
+                w[k0 + k] = acc;
+            }
         }
         carry_in[slot][i] = acc;
         __syncthreads();
@@ -575,18 +587,16 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
     for (int j = 0; j < 4; j++) bq_acc[j][0] = bq_acc[j][1] = bk_acc[j][0] = bk_acc[j][1] = 0.f;
 
     // Loads run a chunk ahead, each as soon as its tile is dead in the chunk before: phi, v, q_raw, k_raw,
-    // dout, z, y and the scalars after dv, theta after the angles. cp.async groups in flight at a chunk's
-    // top: {phi, v, q_raw, k_raw, dout, z, y, scalars}, {theta} of this chunk.
+    // dout, z, y and the scalars after dv (the one cp.async group in flight at a chunk's top); theta,
+    // read late by the angle pass, at the chunk's first barrier.
     load_bwd_tiles(s, phi, phi_g, q_raw, k_raw, v, dout, z, y_g, adt, dt, trap, b, bh, h, g, T, H, G, S, NC - 1);
-    cp_async_commit();
-    load_theta_cols(th_s, theta + (b * T + (NC - 1) * L) * S, S, T - (NC - 1) * L);
     cp_async_commit();
 
     for (int c = NC - 1; c >= 0; c--) {
         const int t0 = c * L, nrows = min(L, T - t0);
         // No barrier here: nothing below touches what the previous chunk's tail still reads (its dADT
         // pass took the scalars into registers before its last barrier).
-        cp_async_wait_group<1>();  // all but this chunk's theta
+        cp_async_wait_group<0>();
         // the state entering the chunk: loaded here, written as the bf16 Hc tile only after the
         // recompute below, so its memory latency hides behind the gate backward and the recompute
         BwdAhead ahead;
@@ -616,6 +626,9 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
         }
         chunk_scalars(s.cs, s.raw);
         __syncthreads();  // Hc, dy, scalars, and the other threads' copies are visible
+        // theta rows: th_s held the previous chunk's dtheta until its copy-out, which this barrier ends
+        load_theta_cols(th_s, theta + (b * T + t0) * S, S, nrows);
+        cp_async_commit();
         // ---- recompute q, k~; qbar.kbar and dd = dy.v per position. Thread = (row, quarter qt; see qcol).
         {
             const int r = tid >> 2, qt = tid & 3;
@@ -879,8 +892,9 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                     *reinterpret_cast<uint32_t*>(&s.dH[acc_row(r0, e)][c0 + acc_col(j, e)]) = pack_bf16(dHacc[j][e], dHacc[j][e + 1]);
         }
         cp_async_wait_group<1>();  // this chunk's theta, copied by the threads that read it below
-        // ---- angles (§5.6): g_t = carry + sum_{r>=t} dphi_r; dtheta = g dt pi sech^2; dDT += g pi tanh
-        const int hrow = (b * T + t0) * H + h;
+        // ---- angles (§5.6): g_t = carry + sum_{r>=t} dphi_r; dtheta = g dt pi sech^2; dDT += g pi tanh.
+        // dtheta replaces theta in th_s (each thread its own entries) and leaves in whole rows below:
+        // stored from here, a lane's entries are H S floats apart (8 sectors per useful one).
 #pragma unroll
         for (int it = 0; it < S / (NT / 32); it++) {  // unrolled: the columns' shuffle scans interleave
             const int i = warp + it * (NT / 32);
@@ -895,12 +909,12 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
             float a0 = 0.f, a1 = 0.f;
             if (lane < nrows) {
                 const float th = ftanh(th_s[lane * SP + i]);
-                dth_h[hrow * S + (lane * H * S + i)] = g0 * s.cs.dtv[lane] * kPi * (1.f - th * th);
+                th_s[lane * SP + i] = g0 * s.cs.dtv[lane] * kPi * (1.f - th * th);
                 a0 = g0 * kPi * th;
             }
             if (lane + 32 < nrows) {
                 const float th = ftanh(th_s[(lane + 32) * SP + i]);
-                dth_h[hrow * S + ((lane + 32) * H * S + i)] = g1 * s.cs.dtv[lane + 32] * kPi * (1.f - th * th);
+                th_s[(lane + 32) * SP + i] = g1 * s.cs.dtv[lane + 32] * kPi * (1.f - th * th);
                 a1 = g1 * kPi * th;
             }
             __syncwarp();
@@ -929,8 +943,13 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
             s.urow[0][r] = su; s.u2[0][r] = pw; s.wv[0][r] = w; s.ds[0][r] += s.ds[1][r];
         }
         __syncthreads();
-        if (c > 0) load_theta_cols(th_s, theta + (b * T + t0 - L) * S, S, L);
-        cp_async_commit();
+        // dtheta rows to the per-head scratch (B,T,H,S), 16 bytes a thread, by the warps that the dADT pass
+        // below leaves idle
+        for (int k = tid - L; k >= 0 && k < nrows * (S / 4); k += NT - L) {
+            const int r = k / (S / 4), p = 4 * (k % (S / 4));
+            const float* src = th_s + r * SP + p;
+            *reinterpret_cast<float4*>(dth_h + (((b * T + t0 + r) * H + h) * S + p)) = make_float4(src[0], src[1], src[2], src[3]);
+        }
         // ---- dADT_t = sum_{r>=t} u_r + m + sum_{r<t} w_r; dDT, dTrap (§5.5) per position
         if (tid < L) {
             const int r = tid, t = t0 + r;
