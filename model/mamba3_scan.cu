@@ -65,6 +65,15 @@ __device__ __forceinline__ uint32_t scale_bf16x2(uint32_t x, float2 e) {
 __device__ __forceinline__ int qcol(int qt, int k) { return k < 8 ? 8 * qt + k : 24 + 8 * qt + k; }
 // a quarter of a tile row <-> 16 floats, as two 128-bit accesses (element-wise 16-bit accesses were
 // 4-way bank-conflicted and 8x the instructions)
+// the bias entries of quarter qt's 16 columns, added to f (zeros where !ok: padded rows stay zero)
+__device__ __forceinline__ void add_bias_quarter(float* f, const float* bias, int qt, bool ok) {
+#pragma unroll
+    for (int k = 0; k < 16; k += 4) {
+        const float4 bb = *reinterpret_cast<const float4*>(bias + qcol(qt, k));  // 4 contiguous columns
+        f[k] = ok ? f[k] + bb.x : 0.f; f[k + 1] = ok ? f[k + 1] + bb.y : 0.f;
+        f[k + 2] = ok ? f[k + 2] + bb.z : 0.f; f[k + 3] = ok ? f[k + 3] + bb.w : 0.f;
+    }
+}
 __device__ __forceinline__ void load_quarter(float* f, const bf16* row, int qt) {
     const uint4 u[2] = {*reinterpret_cast<const uint4*>(row + 8 * qt), *reinterpret_cast<const uint4*>(row + 32 + 8 * qt)};
     const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(u);
@@ -239,13 +248,17 @@ __device__ __forceinline__ void load_theta_cols(float* dst, const float* src, in
 // ================================================================ forward angles
 // phi (§3.6) for the whole sequence, before the forward walk, which then only loads it (the angle
 // pass inside the walk was ~20 % of its instructions and a quarter of its time: notes/scan.md).
-// One CTA per (b, h), thread = (angle pair i, chunk slot); w = pi tanh(theta) dt. A round takes
-// NTA / S chunks: each thread sums its chunk's w (the prefix sums kept in registers), S threads carry
-// mod 2 pi across the round's chunks in order, then phi = (carry + chunk-local prefix) mod 2 pi,
-// with the carry reduced per chunk, as in the CPU twin.
+// First pi tanh(theta), once for all heads (B,T,S); then one CTA per (b, h), thread = (angle pair i,
+// chunk slot), w = pi tanh(theta) dt. A round takes NTA / S chunks: each thread sums its chunk's w
+// (the prefix sums kept in registers), S threads carry mod 2 pi across the round's chunks in order,
+// then phi = (carry + chunk-local prefix) mod 2 pi, with the carry reduced per chunk, as in the CPU twin.
+__global__ void mamba3_scan_pitanh_kernel(float* pth, const float* theta, int n) {
+    const int k = blockIdx.x * blockDim.x + threadIdx.x;
+    if (k < n) pth[k] = kPi * tanhf(theta[k]);
+}
 constexpr int NTA = 512;
 template <int S>
-__global__ void __launch_bounds__(NTA) mamba3_scan_angle_kernel(float* phi_g, float* fin_angle, const float* __restrict__ theta,
+__global__ void __launch_bounds__(NTA) mamba3_scan_angle_kernel(float* phi_g, float* fin_angle, const float* __restrict__ pth,
                                                               const float* __restrict__ dt, const float* init_angle, int T, int H) {
     constexpr int RS = NTA / S;         // chunks per round
     __shared__ float carry_in[RS][S];  // a chunk's w sum, then the carry entering it
@@ -265,12 +278,12 @@ __global__ void __launch_bounds__(NTA) mamba3_scan_angle_kernel(float* phi_g, fl
 #pragma unroll
             for (int k = 0; k < 16; k++) {
                 const int t = min(t0 + k0 + k, T - 1);
-                th[k] = theta[(b * T + t) * S + i];
+                th[k] = pth[(b * T + t) * S + i];
                 d[k] = dt[bh * T + t];
             }
 #pragma unroll
             for (int k = 0; k < 16; k++) {
-                if (k0 + k < n) acc += kPi * tanhf(th[k]) * d[k];
+                if (k0 + k < n) acc += th[k] * d[k];
                 w[k0 + k] = acc;
             }
         }
@@ -302,7 +315,7 @@ struct FwdSmem {
     Tile Qr, Kr;                     // q_raw, k_raw (Qr holds the masked scores once q is rotated)
     float phi[L * SMAX];             // this chunk's phi rows (L x S)
     float qkd[L];
-    float qb[NN], kb[NN];
+    alignas(16) float qb[NN], kb[NN];
     ChunkScalars cs;
     ScalarRaw raw;
 };
@@ -370,12 +383,10 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
             float qv[16], kv[16], dot = 0.f;
             load_quarter(qv, s.Qr[r], qt);
             load_quarter(kv, s.Kr[r], qt);
+            add_bias_quarter(qv, s.qb, qt, ok);
+            add_bias_quarter(kv, s.kb, qt, ok);
 #pragma unroll
-            for (int k = 0; k < 16; k++) {
-                qv[k] = ok ? qv[k] + s.qb[qcol(qt, k)] : 0.f;
-                kv[k] = ok ? kv[k] + s.kb[qcol(qt, k)] : 0.f;
-                dot += qv[k] * kv[k];
-            }
+            for (int k = 0; k < 16; k++) dot += qv[k] * kv[k];
             dot += __shfl_xor_sync(0xffffffffu, dot, 1);
             dot += __shfl_xor_sync(0xffffffffu, dot, 2);
             if (qt == 0) s.qkd[r] = s.cs.gam[r] * dot;  // diagonal uses gamma, not scale
@@ -510,7 +521,7 @@ struct BwdSmem {
     float qkdot[L], ds[2][L], dd[L];           // qbar.kbar, d scale (per column half), dy.v per position
     float mpart[8], carry[SMAX], bpart_q[4][NN], bpart_k[4][NN], dDpart[2];
     float pend[2][4];                          // row 0 of a chunk waits for ds of the previous position
-    float qb[NN], kb[NN];
+    alignas(16) float qb[NN], kb[NN];
     ChunkScalars cs;
     ScalarRaw raw;
     // after the struct, sized by S: phi (L x S), theta, dphi (L x (S+1) each)
@@ -640,12 +651,10 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
             for (int k = 0; k < 16; k++) ddp += qv[k] * kv[k];
             load_quarter(qv, s.Qr[r], qt);
             load_quarter(kv, s.Kr[r], qt);
+            add_bias_quarter(qv, s.qb, qt, ok);
+            add_bias_quarter(kv, s.kb, qt, ok);
 #pragma unroll
-            for (int k = 0; k < 16; k++) {
-                qv[k] = ok ? qv[k] + s.qb[qcol(qt, k)] : 0.f;
-                kv[k] = ok ? kv[k] + s.kb[qcol(qt, k)] : 0.f;
-                dot += qv[k] * kv[k];
-            }
+            for (int k = 0; k < 16; k++) dot += qv[k] * kv[k];
 #pragma unroll
             for (int o = 1; o < 4; o <<= 1) {
                 dot += __shfl_xor_sync(0xffffffffu, dot, o);
@@ -779,8 +788,9 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                     const int n0 = icol(ch, j, 0), m = n0 / 2;
                     const bool rot = 8 * ch + 16 * (j >> 1) + 4 * (j & 1) < S;  // m < S, warp-uniform (S % 4 == 0)
                     const float2 qr = bf2f(&s.Qr[i][n0]), kr = bf2f(&s.Kr[i][n0]);
-                    const float qb0 = ok ? qr.x + s.qb[n0] : 0.f, qb1 = ok ? qr.y + s.qb[n0 + 1] : 0.f;
-                    const float kb0 = ok ? kr.x + s.kb[n0] : 0.f, kb1 = ok ? kr.y + s.kb[n0 + 1] : 0.f;
+                    const float2 bq = *reinterpret_cast<const float2*>(&s.qb[n0]), bk = *reinterpret_cast<const float2*>(&s.kb[n0]);
+                    const float qb0 = ok ? qr.x + bq.x : 0.f, qb1 = ok ? qr.y + bq.y : 0.f;
+                    const float kb0 = ok ? kr.x + bk.x : 0.f, kb1 = ok ? kr.y + bk.y : 0.f;
                     float sn = 0.f, cs = 1.f;
                     if (rot) sincos_angle(phi[i * S + m], &sn, &cs);
                     const float dq0 = accQ[j][e], dq1 = accQ[j][e + 1], dk0 = accK[j][e], dk1 = accK[j][e + 1];
@@ -1111,8 +1121,12 @@ void mamba3_scan_forward(bf16* out, const Mamba3States<float>* fin, float* phi, 
     check_dims(d, "mamba3_scan_forward");
     const size_t smem = sizeof(FwdSmem);
     const int si = d.S / 16;  // 8, 16, 32 -> 0, 1, 2
+    // pi tanh(theta) goes to the states buffer, which the walk writes only after the angle kernel read it
+    const int nth = d.B * d.T * d.S;
+    mamba3_scan_pitanh_kernel<<<(nth + 255) / 256, 256, 0, stream>>>(states, theta, nth);
+    cudaCheckLaunch();
     auto angles = si == 0 ? mamba3_scan_angle_kernel<8> : si == 1 ? mamba3_scan_angle_kernel<16> : mamba3_scan_angle_kernel<32>;
-    angles<<<dim3(d.H, d.B), NTA, 0, stream>>>(phi, fin ? fin->angle : nullptr, theta, dt, init ? init->angle : nullptr, d.T, d.H);
+    angles<<<dim3(d.H, d.B), NTA, 0, stream>>>(phi, fin ? fin->angle : nullptr, states, dt, init ? init->angle : nullptr, d.T, d.H);
     cudaCheckLaunch();
     auto kernel = si == 0 ? mamba3_scan_fwd_kernel<8> : si == 1 ? mamba3_scan_fwd_kernel<16> : mamba3_scan_fwd_kernel<32>;
     static bool attr[3] = {};
