@@ -65,13 +65,14 @@ __device__ __forceinline__ uint32_t scale_bf16x2(uint32_t x, float2 e) {
 __device__ __forceinline__ int qcol(int qt, int k) { return k < 8 ? 8 * qt + k : 24 + 8 * qt + k; }
 // a quarter of a tile row <-> 16 floats, as two 128-bit accesses (element-wise 16-bit accesses were
 // 4-way bank-conflicted and 8x the instructions)
-// the bias entries of quarter qt's 16 columns, added to f (zeros where !ok: padded rows stay zero)
-__device__ __forceinline__ void add_bias_quarter(float* f, const float* bias, int qt, bool ok) {
+// the bias entries of quarter qt's 16 columns, added to f. Padded rows (past the sequence end) get the
+// bias too and are not masked: their scale, gamma, v, dy are zero, so every product they enter either
+// contributes exact zeros or lands in a row that is never stored.
+__device__ __forceinline__ void add_bias_quarter(float* f, const float* bias, int qt) {
 #pragma unroll
     for (int k = 0; k < 16; k += 4) {
         const float4 bb = *reinterpret_cast<const float4*>(bias + qcol(qt, k));  // 4 contiguous columns
-        f[k] = ok ? f[k] + bb.x : 0.f; f[k + 1] = ok ? f[k + 1] + bb.y : 0.f;
-        f[k + 2] = ok ? f[k + 2] + bb.z : 0.f; f[k + 3] = ok ? f[k + 3] + bb.w : 0.f;
+        f[k] += bb.x; f[k + 1] += bb.y; f[k + 2] += bb.z; f[k + 3] += bb.w;
     }
 }
 __device__ __forceinline__ void load_quarter(float* f, const bf16* row, int qt) {
@@ -379,12 +380,11 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
         // ---- bias, rotation, scale (§3.1): thread = (row, quarter qt of N; see qcol)
         {
             const int r = tid >> 2, qt = tid & 3, t = t0 + r;
-            const bool ok = r < nrows;
             float qv[16], kv[16], dot = 0.f;
             load_quarter(qv, s.Qr[r], qt);
             load_quarter(kv, s.Kr[r], qt);
-            add_bias_quarter(qv, s.qb, qt, ok);
-            add_bias_quarter(kv, s.kb, qt, ok);
+            add_bias_quarter(qv, s.qb, qt);
+            add_bias_quarter(kv, s.kb, qt);
 #pragma unroll
             for (int k = 0; k < 16; k++) dot += qv[k] * kv[k];
             dot += __shfl_xor_sync(0xffffffffu, dot, 1);
@@ -643,7 +643,6 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
         // ---- recompute q, k~; qbar.kbar and dd = dy.v per position. Thread = (row, quarter qt; see qcol).
         {
             const int r = tid >> 2, qt = tid & 3;
-            const bool ok = r < nrows;
             float qv[16], kv[16], dot = 0.f, ddp = 0.f;
             load_quarter(qv, s.dY[r], qt);  // dy and v first, through the q and k registers
             load_quarter(kv, s.V[r], qt);
@@ -651,8 +650,8 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
             for (int k = 0; k < 16; k++) ddp += qv[k] * kv[k];
             load_quarter(qv, s.Qr[r], qt);
             load_quarter(kv, s.Kr[r], qt);
-            add_bias_quarter(qv, s.qb, qt, ok);
-            add_bias_quarter(kv, s.kb, qt, ok);
+            add_bias_quarter(qv, s.qb, qt);
+            add_bias_quarter(kv, s.kb, qt);
 #pragma unroll
             for (int k = 0; k < 16; k++) dot += qv[k] * kv[k];
 #pragma unroll
@@ -1058,28 +1057,36 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
 }
 
 // GQA and angle sums over heads, in head order: dq_raw[b,t,g,:] = sum_{h in g} dq_h[b,t,h,:], etc.
+// A thread sums 8 columns of dq_raw and dk_raw (one 16-byte piece per head) or 4 of dtheta.
 __global__ void mamba3_scan_head_sum_kernel(float* dq_raw, float* dk_raw, float* dtheta, const bf16* dq_h,
                                             const bf16* dk_h, const float* dth_h, int64_t BT, int H, int G, int S) {
     const int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    const int per = G * NN + S;
+    const int nq = G * NN / 8, per = nq + S / 4;
     if (idx >= BT * per) return;
     const int64_t bt = idx / per;
     const int k = (int)(idx % per), HG = H / G;
-    if (k < G * NN) {
-        const int g = k / NN, n = k % NN;
-        float aq = 0.f, ak = 0.f;
+    if (k < nq) {
+        const int g = 8 * k / NN, n = 8 * k % NN;
+        float aq[8] = {}, ak[8] = {};
         for (int hh = 0; hh < HG; hh++) {
             const int64_t o = (bt * H + g * HG + hh) * NN + n;
-            aq += __bfloat162float(dq_h[o]);
-            ak += __bfloat162float(dk_h[o]);
+            const uint4 q4 = *reinterpret_cast<const uint4*>(dq_h + o), k4 = *reinterpret_cast<const uint4*>(dk_h + o);
+            const bf16 *qq = reinterpret_cast<const bf16*>(&q4), *kk = reinterpret_cast<const bf16*>(&k4);
+#pragma unroll
+            for (int j = 0; j < 8; j++) { aq[j] += __bfloat162float(qq[j]); ak[j] += __bfloat162float(kk[j]); }
         }
-        dq_raw[bt * G * NN + k] = aq;
-        dk_raw[bt * G * NN + k] = ak;
+        float4* q = reinterpret_cast<float4*>(dq_raw + bt * G * NN + 8 * k);
+        float4* kd = reinterpret_cast<float4*>(dk_raw + bt * G * NN + 8 * k);
+        q[0] = make_float4(aq[0], aq[1], aq[2], aq[3]); q[1] = make_float4(aq[4], aq[5], aq[6], aq[7]);
+        kd[0] = make_float4(ak[0], ak[1], ak[2], ak[3]); kd[1] = make_float4(ak[4], ak[5], ak[6], ak[7]);
     } else {
-        const int i = k - G * NN;
-        float a = 0.f;
-        for (int hh = 0; hh < H; hh++) a += dth_h[(bt * H + hh) * S + i];
-        dtheta[bt * S + i] = a;
+        const int i = 4 * (k - nq);
+        float4 a = make_float4(0.f, 0.f, 0.f, 0.f);
+        for (int hh = 0; hh < H; hh++) {
+            const float4 x = *reinterpret_cast<const float4*>(dth_h + (bt * H + hh) * S + i);
+            a.x += x.x; a.y += x.y; a.z += x.z; a.w += x.w;
+        }
+        *reinterpret_cast<float4*>(dtheta + bt * S + i) = a;
     }
 }
 // Parameter gradients ACCUMULATE: sum the per-(b,h) partials over b in order.
@@ -1175,7 +1182,7 @@ void mamba3_scan_backward(float* dq_raw, float* dk_raw, bf16* dv, float* dadt, f
         states_or_null(dfin), phi, y, states, q_raw, k_raw, v, adt, dt, trap, theta, q_bias, k_bias, D, z,
         states_or_null(init), d.T, d.H, d.G);
     cudaCheckLaunch();
-    const int64_t BT = (int64_t)d.B * d.T, total = BT * (d.G * NN + d.S);
+    const int64_t BT = (int64_t)d.B * d.T, total = BT * (d.G * NN / 8 + d.S / 4);
     mamba3_scan_head_sum_kernel<<<(unsigned)((total + 255) / 256), 256, 0, stream>>>(dq_raw, dk_raw, dtheta, dq_h, dk_h,
                                                                                       dth_h, BT, d.H, d.G, d.S);
     cudaCheckLaunch();
