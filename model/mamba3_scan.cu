@@ -6,10 +6,11 @@
 // [16(w%4), +16) and columns [32(w/4), +32) of H (dH) and of every 64 x 64 product (the backward's
 // dq, dk products interleave the halves by 16, see icol). Per-row sums over columns are combined
 // across the two column halves in shared memory.
-// The walk's time is the warps' instruction streams (~1.4 k forward, ~3.1 k backward per warp and
-// chunk; 16 warps per SM, one issued every ~2.3 cycles per scheduler: notes/scan.md), so every cut
-// instruction counts; a chunk-parallel split (SSD style) measured slower: at N = P = L = 64 a chunk's
-// fp32 state is twice the chunk's v, so passing states through memory costs more than walking.
+// The walk's time is the warps' instruction streams (~1.1 k forward, ~3.1 k backward per warp and
+// chunk; 16 warps per SM, one issued every ~2.1-2.5 cycles per scheduler: notes/scan.md), so every
+// cut instruction counts; a chunk-parallel split (SSD style) measured slower: at N = P = L = 64 a
+// chunk's fp32 state is twice the chunk's v, so passing states through memory costs more than
+// walking. What needs no state runs outside the walk: the forward's angles (phi) in their own kernel.
 // All 64 x 64 x 64 products are mma.sync m16n8k16 with bf16 operands from padded shared tiles.
 // Per-position scalars (cumsums, exp weights, gates) are fp32 in shared memory; phi is fp32.
 // The backward writes per-head dq/dk/dtheta (GQA needs a sum over the heads of a group) to scratch,

@@ -1,13 +1,15 @@
 // Mamba-3 SISO chunked scan on the GPU (spec/mamba3.md §3.4 forward, §5 backward): the CUDA twin
 // of mamba3_scan_forward_cpu / mamba3_scan_backward_cpu in model/mamba3.h, same argument order,
-// same layouts, same saved tensors (phi, y, states). One CTA walks one (b, h) over its chunks;
+// same layouts, same saved tensors (phi, y, states). One CTA walks one (b, h) over its chunks (the
+// forward's angles phi come first, from a kernel of their own, through the states buffer as scratch);
 // the intra-chunk products run on tensor cores (mma.sync m16n8k16, bf16 operands, fp32 accumulate);
 // the state H (P x N), the angle phi and every per-position scalar stay fp32.
 //
 // dtypes at the boundary: the large per-(b,t,h) tensors are bf16 (q_raw, k_raw, v, z, out, y, dout,
 // dv, dz); the per-(b,h,t) scalars (adt, dt, trap), theta, phi, the per-chunk states, the biases,
 // D, the group-reduced dq_raw/dk_raw, dtheta and all initial/final states are fp32.
-// Supported: N = P = L = 64, S a multiple of 4 in 4..32, H % G == 0 (fatal otherwise).
+// Supported: N = P = L = 64, S in {8, 16, 32}, H % G == 0 (fatal otherwise). dq_raw, dk_raw and dtheta
+// are written 16 bytes at a time: 16-byte aligned (cudaMalloc and the model's arena are).
 //
 // Gradient contract (as the CPU twin): dq_bias, dk_bias, dD ACCUMULATE; everything else OVERWRITES.
 // Deterministic: no atomics; head sums (GQA, biases, D) are fixed-order reductions.
