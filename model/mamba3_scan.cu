@@ -66,16 +66,6 @@ __device__ __forceinline__ uint32_t scale_bf16x2(uint32_t x, float2 e) {
 __device__ __forceinline__ int qcol(int qt, int k) { return k < 8 ? 8 * qt + k : 24 + 8 * qt + k; }
 // a quarter of a tile row <-> 16 floats, as two 128-bit accesses (element-wise 16-bit accesses were
 // 4-way bank-conflicted and 8x the instructions)
-// the bias entries of quarter qt's 16 columns, added to f. Padded rows (past the sequence end) get the
-// bias too and are not masked: their scale, gamma, v, dy are zero, so every product they enter either
-// contributes exact zeros or lands in a row that is never stored.
-__device__ __forceinline__ void add_bias_quarter(float* f, const float* bias, int qt) {
-#pragma unroll
-    for (int k = 0; k < 16; k += 4) {
-        const float4 bb = *reinterpret_cast<const float4*>(bias + qcol(qt, k));  // 4 contiguous columns
-        f[k] += bb.x; f[k + 1] += bb.y; f[k + 2] += bb.z; f[k + 3] += bb.w;
-    }
-}
 __device__ __forceinline__ void load_quarter(float* f, const bf16* row, int qt) {
     const uint4 u[2] = {*reinterpret_cast<const uint4*>(row + 8 * qt), *reinterpret_cast<const uint4*>(row + 32 + 8 * qt)};
     const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(u);
@@ -92,6 +82,16 @@ __device__ __forceinline__ void store_quarter(bf16* row, const float* f, float s
     for (int k = 0; k < 8; k++) w[k] = pack_bf16(sc * f[2 * k], sc * f[2 * k + 1]);
     *reinterpret_cast<uint4*>(row + 8 * qt) = u[0];
     *reinterpret_cast<uint4*>(row + 32 + 8 * qt) = u[1];
+}
+// the bias entries of quarter qt's 16 columns, added to f. Padded rows (past the sequence end) get the
+// bias too and are not masked: their scale, gamma, v, dy are zero, so every product they enter either
+// contributes exact zeros or lands in a row that is never stored.
+__device__ __forceinline__ void add_bias_quarter(float* f, const float* bias, int qt) {
+#pragma unroll
+    for (int k = 0; k < 16; k += 4) {
+        const float4 bb = *reinterpret_cast<const float4*>(bias + qcol(qt, k));  // 4 contiguous columns
+        f[k] += bb.x; f[k + 1] += bb.y; f[k + 2] += bb.z; f[k + 3] += bb.w;
+    }
 }
 __device__ __forceinline__ float2 bf2f(const bf16* p) {  // two bf16 at an even column
     return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p));
@@ -608,7 +608,7 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
         const int t0 = c * L, nrows = min(L, T - t0);
         // No barrier here: nothing below touches what the previous chunk's tail still reads (its dADT
         // pass took the scalars into registers before its last barrier).
-        cp_async_wait_group<0>();
+        cp_async_wait_group<0>();  // phi, v, q_raw, k_raw, dout, z, y, scalars
         // the state entering the chunk: loaded here, written as the bf16 Hc tile only after the
         // recompute below, so its memory latency hides behind the gate backward and the recompute
         BwdAhead ahead;
