@@ -83,14 +83,43 @@ __device__ __forceinline__ void store_quarter(bf16* row, const float* f, float s
     *reinterpret_cast<uint4*>(row + 8 * qt) = u[0];
     *reinterpret_cast<uint4*>(row + 32 + 8 * qt) = u[1];
 }
-// the bias entries of quarter qt's 16 columns, added to f. Padded rows (past the sequence end) get the
-// bias too and are not masked: their scale, gamma, v, dy are zero, so every product they enter either
-// contributes exact zeros or lands in a row that is never stored.
-__device__ __forceinline__ void add_bias_quarter(float* f, const float* bias, int qt) {
+// Bias, rotation (§3.1) of one position's q, k in the row passes (forward, and the backward's recompute).
+// qv, kv <- quarter qt of the q_raw, k_raw rows plus their biases; returns the quarter's part of
+// qbar.kbar. Padded rows (past the sequence end) get the bias too and are not masked: their scale,
+// gamma, v, dy are zero, so every product they enter either contributes exact zeros or lands in a
+// row that is never stored.
+__device__ __forceinline__ float qk_bias_quarter(float* qv, float* kv, const bf16* q_row, const bf16* k_row,
+                                                 const float* q_bias, const float* k_bias, int qt) {
+    load_quarter(qv, q_row, qt);
+    load_quarter(kv, k_row, qt);
+    float dot = 0.f;
 #pragma unroll
     for (int k = 0; k < 16; k += 4) {
-        const float4 bb = *reinterpret_cast<const float4*>(bias + qcol(qt, k));  // 4 contiguous columns
-        f[k] += bb.x; f[k + 1] += bb.y; f[k + 2] += bb.z; f[k + 3] += bb.w;
+        const float4 b = *reinterpret_cast<const float4*>(q_bias + qcol(qt, k));  // 4 contiguous columns
+        qv[k] += b.x; qv[k + 1] += b.y; qv[k + 2] += b.z; qv[k + 3] += b.w;
+    }
+#pragma unroll
+    for (int k = 0; k < 16; k += 4) {
+        const float4 b = *reinterpret_cast<const float4*>(k_bias + qcol(qt, k));
+        kv[k] += b.x; kv[k + 1] += b.y; kv[k + 2] += b.z; kv[k + 3] += b.w;
+    }
+#pragma unroll
+    for (int k = 0; k < 16; k++) dot += qv[k] * kv[k];
+    return dot;
+}
+// the quarter's rotated pairs (those of the first S) of qv and kv by the position's angles phi_row[0, S)
+template <int S>
+__device__ __forceinline__ void rotate_quarter(float* qv, float* kv, const float* phi_row, int qt) {
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        const int i = qcol(qt, 2 * j) / 2;  // rotation pair
+        if (i < S) {
+            float sn, cs;
+            sincos_angle(phi_row[i], &sn, &cs);
+            const float q0 = qv[2 * j], q1 = qv[2 * j + 1], k0 = kv[2 * j], k1 = kv[2 * j + 1];
+            qv[2 * j] = q0 * cs - q1 * sn; qv[2 * j + 1] = q0 * sn + q1 * cs;
+            kv[2 * j] = k0 * cs - k1 * sn; kv[2 * j + 1] = k0 * sn + k1 * cs;
+        }
     }
 }
 __device__ __forceinline__ float2 bf2f(const bf16* p) {  // two bf16 at an even column
@@ -235,7 +264,7 @@ __device__ void chunk_scalars(ChunkScalars& s, const ScalarRaw& raw) {
     s.erev[i] = fexp(tot - c0); s.erev[i + 1] = fexp(tot - c1);
 }
 
-// theta rows of a chunk for the angle passes, into rows of S + 1 floats (no bank conflicts down a
+// theta rows of a chunk for the backward's angle pass, into rows of S + 1 floats (no bank conflicts down a
 // column): warp w, lane l copy exactly the entries they read there (columns w, w + 8, ..; rows l,
 // l + 32), so the angles need only their own wait, no barrier.
 __device__ __forceinline__ void load_theta_cols(float* dst, const float* src, int S, int nrows) {
@@ -381,27 +410,12 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
         // ---- bias, rotation, scale (§3.1): thread = (row, quarter qt of N; see qcol)
         {
             const int r = tid >> 2, qt = tid & 3, t = t0 + r;
-            float qv[16], kv[16], dot = 0.f;
-            load_quarter(qv, s.Qr[r], qt);
-            load_quarter(kv, s.Kr[r], qt);
-            add_bias_quarter(qv, s.qb, qt);
-            add_bias_quarter(kv, s.kb, qt);
-#pragma unroll
-            for (int k = 0; k < 16; k++) dot += qv[k] * kv[k];
+            float qv[16], kv[16];
+            float dot = qk_bias_quarter(qv, kv, s.Qr[r], s.Kr[r], s.qb, s.kb, qt);
             dot += __shfl_xor_sync(0xffffffffu, dot, 1);
             dot += __shfl_xor_sync(0xffffffffu, dot, 2);
             if (qt == 0) s.qkd[r] = s.cs.gam[r] * dot;  // diagonal uses gamma, not scale
-#pragma unroll
-            for (int j = 0; j < 8; j++) {
-                const int i = qcol(qt, 2 * j) / 2;  // rotation pair
-                if (i < S) {
-                    float sn, cs;
-                    sincos_angle(s.phi[r * S + i], &sn, &cs);
-                    const float q0 = qv[2 * j], q1 = qv[2 * j + 1], k0 = kv[2 * j], k1 = kv[2 * j + 1];
-                    qv[2 * j] = q0 * cs - q1 * sn; qv[2 * j + 1] = q0 * sn + q1 * cs;
-                    kv[2 * j] = k0 * cs - k1 * sn; kv[2 * j + 1] = k0 * sn + k1 * cs;
-                }
-            }
+            rotate_quarter<S>(qv, kv, s.phi + r * S, qt);
             if (fin.k && t == T - 1)
 #pragma unroll
                 for (int k = 0; k < 16; k++) fin.k[bh * NN + qcol(qt, k)] = kv[k];
@@ -644,34 +658,19 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
         // ---- recompute q, k~; qbar.kbar and dd = dy.v per position. Thread = (row, quarter qt; see qcol).
         {
             const int r = tid >> 2, qt = tid & 3;
-            float qv[16], kv[16], dot = 0.f, ddp = 0.f;
+            float qv[16], kv[16], ddp = 0.f;
             load_quarter(qv, s.dY[r], qt);  // dy and v first, through the q and k registers
             load_quarter(kv, s.V[r], qt);
 #pragma unroll
             for (int k = 0; k < 16; k++) ddp += qv[k] * kv[k];
-            load_quarter(qv, s.Qr[r], qt);
-            load_quarter(kv, s.Kr[r], qt);
-            add_bias_quarter(qv, s.qb, qt);
-            add_bias_quarter(kv, s.kb, qt);
-#pragma unroll
-            for (int k = 0; k < 16; k++) dot += qv[k] * kv[k];
+            float dot = qk_bias_quarter(qv, kv, s.Qr[r], s.Kr[r], s.qb, s.kb, qt);
 #pragma unroll
             for (int o = 1; o < 4; o <<= 1) {
                 dot += __shfl_xor_sync(0xffffffffu, dot, o);
                 ddp += __shfl_xor_sync(0xffffffffu, ddp, o);
             }
             if (qt == 0) { s.qkdot[r] = dot; s.dd[r] = ddp; }
-#pragma unroll
-            for (int j = 0; j < 8; j++) {
-                const int i = qcol(qt, 2 * j) / 2;  // rotation pair
-                if (i < S) {
-                    float sn, cs;
-                    sincos_angle(phi[r * S + i], &sn, &cs);
-                    const float q0 = qv[2 * j], q1 = qv[2 * j + 1], k0 = kv[2 * j], k1 = kv[2 * j + 1];
-                    qv[2 * j] = q0 * cs - q1 * sn; qv[2 * j + 1] = q0 * sn + q1 * cs;
-                    kv[2 * j] = k0 * cs - k1 * sn; kv[2 * j + 1] = k0 * sn + k1 * cs;
-                }
-            }
+            rotate_quarter<S>(qv, kv, phi + r * S, qt);
             store_quarter(s.Q[r], qv, 1.f, qt);
             store_quarter(s.K[r], kv, s.cs.scale[r], qt);
         }
