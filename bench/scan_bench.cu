@@ -40,7 +40,8 @@ int main(int argc, char** argv) {
       cudaCheck(cudaMemcpy(adt, h.data(), h.size() * 4, cudaMemcpyHostToDevice)); }
     bf16 *out = dev_empty<bf16>(BT * H * 64), *y = dev_empty<bf16>(BT * H * 64), *dv = dev_empty<bf16>(BT * H * 64),
          *dz = dev_empty<bf16>(BT * H * 64);
-    float *phi = dev_empty<float>(BH * T * 16), *states = dev_empty<float>(BH * NC * 4096);
+    float* phi = dev_empty<float>(BH * T * 16);
+    bf16* states = dev_empty<bf16>(BH * NC * 4096);
     float *dq = dev_empty<float>(BT * 64), *dk = dev_empty<float>(BT * 64), *dadt = dev_empty<float>(BH * T),
           *ddt = dev_empty<float>(BH * T), *dtrap = dev_empty<float>(BH * T), *dth = dev_empty<float>(BT * 16),
           *dqb = dev_empty<float>(H * 64), *dkb = dev_empty<float>(H * 64), *dD = dev_empty<float>(H);

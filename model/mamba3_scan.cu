@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <type_traits>
 
 namespace {
 constexpr int L = 64, NN = 64, PP = 64, SMAX = 32, LD = 72;  // LD: tile row pitch (bf16), 144 B
@@ -208,13 +209,13 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 template <int N>
 __device__ __forceinline__ void cp_async_wait_group() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
 
-// Per-chunk scalars shared by both directions. The last warp computes them (warps 0 and 1 carry the
-// backward's dADT pass), lane l for positions 2l and 2l+1, so the cumsum is one warp scan with no
-// barrier; padded rows get adt = dt = trap = 0, so gamma = scale = 0 and they add nothing (lam =
-// sigmoid(0) = 0.5 there).
-// Their inputs come one chunk ahead by cp.async (ScalarRaw), each lane copying what it reads itself,
-// so after the chunk's cp.async wait no barrier is needed; dependent global loads at the top of every
-// chunk were on the walk's critical path.
+// Per-chunk scalars shared by both directions, lane l for positions 2l and 2l+1, so the cumsum is one
+// warp scan with no barrier; padded rows get adt = dt = trap = 0, so gamma = scale = 0 and they add
+// nothing (lam = sigmoid(0) = 0.5 there). One warp computes the next chunk's scalars (double-buffered)
+// in the score phase, which it skips (row block 0, column half 1: its columns lie above the diagonal);
+// computed at the chunk's top, they held the whole CTA at the first barrier.
+// Their inputs come by cp.async (ScalarRaw), each lane copying what it reads itself, so after that
+// warp's own cp.async wait no barrier is needed.
 struct alignas(16) ChunkScalars {
     float acs[L], eacs[L], erev[L], lam[L], gam[L], scale[L], dtv[L];
 };
@@ -225,7 +226,7 @@ __device__ __forceinline__ void cp_async4(float* dst, const float* src, bool val
     const uint32_t sa = (uint32_t)__cvta_generic_to_shared(dst);
     asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(sa), "l"(src), "r"(valid ? 4 : 0));
 }
-constexpr int kScalarWarp = NT / 32 - 1;
+constexpr int kScalarWarp = 4;  // row block 0, column half 1
 __device__ __forceinline__ void load_scalars(ScalarRaw& r, const float* adt, const float* dt, const float* trap,
                                              int bh, int T, int t0) {
     if ((int)(threadIdx.x >> 5) != kScalarWarp) return;
@@ -347,7 +348,7 @@ struct FwdSmem {
     float phi[L * SMAX];             // this chunk's phi rows (L x S)
     float qkd[L];
     alignas(16) float qb[NN], kb[NN];
-    ChunkScalars cs;
+    ChunkScalars cs[2];  // chunk c's in cs[c % 2]
     ScalarRaw raw;
 };
 
@@ -355,7 +356,7 @@ struct FwdSmem {
 // (instantiated for S = 8, 16, 32 by the launchers).
 template <int S>
 __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
-    bf16* out, Mamba3States<float> fin, const float* phi_g, bf16* y_g, float* states,
+    bf16* out, Mamba3States<float> fin, const float* phi_g, bf16* y_g, bf16* states,
     const bf16* q_raw, const bf16* k_raw, const bf16* v, const float* adt, const float* dt,
     const float* trap, const float* q_bias, const float* k_bias, const float* Dp,
     const bf16* z, Mamba3States<float> init, int T, int H, int G) {
@@ -388,9 +389,10 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
         for (int e = 0; e < 4; e += 2)
             *reinterpret_cast<uint32_t*>(&s.Hc[acc_row(r0, e)][c0 + acc_col(j, e)]) = pack_bf16(accH[j][e], accH[j][e + 1]);
 
-    // Loads run a chunk ahead where the tile is dead early: k_raw, phi and the scalars after the
-    // rotation, q_raw (the score tile) after S.V; v and z are issued at the chunk's top and first waited
-    // for before S.V. cp.async groups in flight at a chunk's top: {k_raw, phi, scalars}, {q_raw}.
+    // Loads run a chunk ahead where the tile is dead early: k_raw, phi after the rotation, q_raw (the
+    // score tile) after S.V; v, z and the next chunk's scalar inputs are issued at the chunk's top and
+    // first waited for in the score phase (by the scalar warp) or before S.V. cp.async groups in flight
+    // at a chunk's top: {k_raw, phi}, {q_raw}.
     const int ldv = H * PP, ldq = G * NN;
     load_tile(s.Kr, k_raw + b * T * ldq + g * NN, ldq, min(L, T));
     load_floats(s.phi, phi_g + bh * T * S, L * S / 4, min(L, T) * S / 4);
@@ -398,14 +400,19 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
     cp_async_commit();
     load_tile(s.Qr, q_raw + b * T * ldq + g * NN, ldq, min(L, T));
     cp_async_commit();
+    if (warp == kScalarWarp) {
+        cp_async_wait_group<1>();
+        chunk_scalars(s.cs[0], s.raw);
+    }
 
     for (int c = 0; c < NC; c++) {
         const int t0 = c * L, nrows = min(L, T - t0), t1 = t0 + L, nrows1 = min(L, T - t1);
-        cp_async_wait_group<0>();    // this chunk's k_raw, phi, scalars, q_raw
-        chunk_scalars(s.cs, s.raw);  // (the previous chunk read its scalars before its last barrier)
-        __syncthreads();             // previous chunk's readers of every tile are done; copies visible
+        const ChunkScalars& cs = s.cs[c & 1];
+        cp_async_wait_group<0>();  // this chunk's k_raw, phi, q_raw
+        __syncthreads();           // previous chunk's readers of every tile are done; copies, scalars visible
         load_tile(s.V, v + (b * T + t0) * ldv + h * PP, ldv, nrows);
         load_tile(s.Z, z + (b * T + t0) * ldv + h * PP, ldv, nrows);
+        if (c + 1 < NC) load_scalars(s.raw, adt, dt, trap, bh, T, t1);  // chunk c read them in chunk c - 1
         cp_async_commit();
         // ---- bias, rotation, scale (§3.1): thread = (row, quarter qt of N; see qcol)
         {
@@ -414,12 +421,12 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
             float dot = qk_bias_quarter(qv, kv, s.Qr[r], s.Kr[r], s.qb, s.kb, qt);
             dot += __shfl_xor_sync(0xffffffffu, dot, 1);
             dot += __shfl_xor_sync(0xffffffffu, dot, 2);
-            if (qt == 0) s.qkd[r] = s.cs.gam[r] * dot;  // diagonal uses gamma, not scale
+            if (qt == 0) s.qkd[r] = cs.gam[r] * dot;  // diagonal uses gamma, not scale
             rotate_quarter<S>(qv, kv, s.phi + r * S, qt);
             if (fin.k && t == T - 1)
 #pragma unroll
                 for (int k = 0; k < 16; k++) fin.k[bh * NN + qcol(qt, k)] = kv[k];
-            const float sc = s.cs.scale[r], kd = sc * s.cs.erev[r];
+            const float sc = cs.scale[r], kd = sc * cs.erev[r];
             store_quarter(s.Q[r], qv, 1.f, qt);
             store_quarter(s.K[r], kv, sc, qt);
             // the state update takes k~ as hi + lo bf16 parts: the state stays fp32-accurate
@@ -441,7 +448,6 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
         if (c + 1 < NC) {
             load_tile(s.Kr, k_raw + (b * T + t1) * ldq + g * NN, ldq, nrows1);
             load_floats(s.phi, phi_g + (bh * T + t1) * S, L * S / 4, nrows1 * S / 4);
-            load_scalars(s.raw, adt, dt, trap, bh, T, t1);
         }
         cp_async_commit();
         // ---- y_i = exp(Acs_i) Hc q_i + sum_{j<i} (q_i.k~_j) exp(Acs_i - Acs_j) v_j + (D + d_i) v_i
@@ -457,12 +463,15 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
                 for (int e = 0; e < 4; e += 2) {
                     const int i = acc_row(r0, e), jj = c0 + acc_col(j, e);
                     // branch-free mask: e^-inf = 0 on and above the diagonal (acs_i - acs_j > 0 there could overflow)
-                    const float2 aj = *reinterpret_cast<const float2*>(&s.cs.acs[jj]);
-                    const float ai = s.cs.acs[i];
+                    const float2 aj = *reinterpret_cast<const float2*>(&cs.acs[jj]);
+                    const float ai = cs.acs[i];
                     const float s0 = accS[j][e] * fexp(i > jj ? ai - aj.x : -INFINITY);
                     const float s1 = accS[j][e + 1] * fexp(i > jj + 1 ? ai - aj.y : -INFINITY);
                     *reinterpret_cast<uint32_t*>(&Sc[i][jj]) = pack_bf16(s0, s1);
                 }
+        } else if (warp == kScalarWarp && c + 1 < NC) {  // the next chunk's scalars (inputs from this chunk's top)
+            cp_async_wait_group<1>();
+            chunk_scalars(s.cs[(c + 1) & 1], s.raw);
         }
         float accY[4][4];
         zero_acc<4>(accY);
@@ -470,7 +479,7 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
 #pragma unroll
         for (int j = 0; j < 4; j++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) accY[j][e] *= s.cs.eacs[acc_row(r0, e)];
+            for (int e = 0; e < 4; e++) accY[j][e] *= cs.eacs[acc_row(r0, e)];
         cp_async_wait_group<1>();  // v, z (the next chunk's k_raw, theta may still be in flight)
         __syncthreads();           // every score row is complete; v, z visible
         warp_gemm<false, true, 4>(accY, Sc, s.V, r0, 0, r0 + 16, c0);
@@ -486,11 +495,11 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
                 *reinterpret_cast<uint32_t*>(&s.Y[i][p]) = pack_bf16(y0, y1);
                 *reinterpret_cast<uint32_t*>(&s.Z[i][p]) = pack_bf16(y0 * z0 * sigmoidf_(z0), y1 * z1 * sigmoidf_(z1));
             }
-        const float eAc = expf(s.cs.acs[L - 1]);  // read before the barrier: the next chunk's top rewrites it
+        const float eAc = expf(cs.acs[L - 1]);
         __syncthreads();  // the score tile is dead: the next chunk's q_raw goes in
         if (c + 1 < NC) load_tile(s.Qr, q_raw + (b * T + t1) * ldq + g * NN, ldq, nrows1);
         cp_async_commit();
-        // ---- write y, out (coalesced); save the state entering this chunk; update the state
+        // ---- write y, out (coalesced); save the state entering this chunk (bf16); update the state
 #pragma unroll
         for (int it = 0; it < L * 8 / NT; it++) {
             const int r = (tid >> 3) + it * (NT / 8), c8 = (tid & 7) * 8;
@@ -500,14 +509,19 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
                 *reinterpret_cast<uint4*>(out + o) = *reinterpret_cast<const uint4*>(&s.Z[r][c8]);
             }
         }
-        float* st = states + (bh * NC + c) * PP * NN;
+        // The saved state is the Hc tile itself (bf16: the backward's only use of it is this very MMA
+        // operand). Each warp stores the 16 x 32 block of Hc it rewrites below, 16 bytes a lane.
+        bf16* st = states + (bh * NC + c) * PP * NN;
+#pragma unroll
+        for (int it = 0; it < 2; it++) {
+            const int k = (tid & 31) + 32 * it, p = r0 + (k >> 2), n = c0 + 8 * (k & 3);
+            *reinterpret_cast<uint4*>(st + p * NN + n) = *reinterpret_cast<const uint4*>(&s.Hc[p][n]);
+        }
+        __syncwarp();  // the lanes' reads of the block come before its rewrite
 #pragma unroll
         for (int j = 0; j < 4; j++)
 #pragma unroll
-            for (int e = 0; e < 4; e += 2) {
-                *reinterpret_cast<float2*>(&st[acc_row(r0, e) * NN + c0 + acc_col(j, e)]) = make_float2(accH[j][e], accH[j][e + 1]);
-                accH[j][e] *= eAc; accH[j][e + 1] *= eAc;
-            }
+            for (int e = 0; e < 4; e++) accH[j][e] *= eAc;
         // Hc <- exp(A_c) Hc + sum_j v_j (exp(A_c - Acs_j) k~_j)^T
         warp_gemm<true, true, 4>(accH, s.V, s.Kd, r0, 0, L, c0);
         warp_gemm<true, true, 4>(accH, s.V, s.Kl, r0, 0, L, c0);
@@ -534,49 +548,41 @@ struct BwdSmem {
     float colpart[4][L];                       // per-row-block column sums of G (dADT part 1)
     float urow[2][L], u2[2][L], wv[2][L];      // dADT pieces per position and column half (then summed in [0])
     float qkdot[L], ds[2][L], dd[L];           // qbar.kbar, d scale (per column half), dy.v per position
-    float mpart[8], carry[SMAX], bpart_q[4][NN], bpart_k[4][NN], dDpart[2];
+    float mpart[8], carry[SMAX], dDpart[2];
     float pend[2][4];                          // row 0 of a chunk waits for ds of the previous position
     alignas(16) float qb[NN], kb[NN];
-    ChunkScalars cs;
+    ChunkScalars cs[2];                        // chunk c's in cs[c % 2]
     ScalarRaw raw;
     // after the struct, sized by S: phi (L x S), theta, dphi (L x (S+1) each)
 };
 size_t bwd_smem_bytes(int S) { return sizeof(BwdSmem) + (size_t)(3 * L * S + 2 * L) * sizeof(float); }
 static_assert(sizeof(BwdSmem) % 16 == 0, "the phi table after BwdSmem takes 16-byte copies");
 
-// Chunk c's saved phi, its v, q_raw, k_raw tiles, dout, z, y for the gate backward into the K, P2, P1
-// tiles (dead in the previous chunk's tail), its scalars; cp.async, not committed. The gate backward
+// Chunk c's saved phi and state (bf16, into Hc), its v, q_raw, k_raw tiles, dout, z, y for the gate
+// backward into the K, P2, P1 tiles (dead in the previous chunk's tail); cp.async, not committed. The gate backward
 // reads exactly the 16-byte pieces its thread copied (load_tile's thread mapping), so it needs only
 // the thread's own wait, no barrier.
-__device__ __forceinline__ void load_bwd_tiles(BwdSmem& s, float* phi, const float* phi_g, const bf16* q_raw,
+__device__ __forceinline__ void load_bwd_tiles(BwdSmem& s, float* phi, const float* phi_g, const bf16* states, const bf16* q_raw,
                                                const bf16* k_raw, const bf16* v, const bf16* dout, const bf16* z,
-                                               const bf16* y_g, const float* adt, const float* dt, const float* trap, int b, int bh, int h, int g, int T, int H, int G, int S, int c) {
+                                               const bf16* y_g, int b, int bh, int h, int g, int T, int H, int G, int S, int c) {
     const int t0 = c * L, nrows = min(L, T - t0);
     const int ldv = H * PP, ldq = G * NN, ov = (b * T + t0) * ldv + h * PP;
     load_floats(phi, phi_g + (bh * T + t0) * S, L * S / 4, nrows * S / 4);
+    load_tile(s.Hc, states + (bh * ((T + L - 1) / L) + c) * PP * NN, NN, PP);
     load_tile(s.V, v + ov, ldv, nrows);
     load_tile(s.Qr, q_raw + (b * T + t0) * ldq + g * NN, ldq, nrows);
     load_tile(s.Kr, k_raw + (b * T + t0) * ldq + g * NN, ldq, nrows);
     load_tile(s.K, dout + ov, ldv, nrows);
     load_tile(s.P2, z + ov, ldv, nrows);
     load_tile(s.P1, y_g + ov, ldv, nrows);
-    load_scalars(s.raw, adt, dt, trap, bh, T, t0);
-}
-// Chunk c's fp32 state entering it, in registers (to the bf16 Hc tile at the chunk's top).
-struct BwdAhead { float4 h[PP * NN / 4 / NT]; };
-__device__ __forceinline__ void load_bwd_ahead(BwdAhead& a, const float* states, int bh, int T, int c) {
-    const int NC = (T + L - 1) / L;
-    const float* Hg = states + (bh * NC + c) * PP * NN;
-#pragma unroll
-    for (int it = 0; it < PP * NN / 4 / NT; it++) a.h[it] = *reinterpret_cast<const float4*>(Hg + 4 * (threadIdx.x + it * NT));
 }
 
 template <int S>
 __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
-    bf16* dq_h, bf16* dk_h, float* dth_h,                    // scratch: (B,T,H,N) (B,T,H,N) (B,T,H,S)
+    bf16* dq_h, bf16* dk_h, bf16* dth_h,                     // scratch: (B,T,H,N) (B,T,H,N) (B,T,H,S)
     float* bq_part, float* bk_part, float* dD_part,          // scratch: (B,H,N) (B,H,N) (B,H)
     bf16* dv, float* dadt, float* ddt, float* dtrap, bf16* dz, Mamba3States<float> dinit,
-    const bf16* dout, Mamba3States<float> dfin, const float* phi_g, const bf16* y_g, const float* states,
+    const bf16* dout, Mamba3States<float> dfin, const float* phi_g, const bf16* y_g, const bf16* states,
     const bf16* q_raw, const bf16* k_raw, const bf16* v, const float* adt, const float* dt,
     const float* trap, const float* theta, const float* q_bias, const float* k_bias, const float* Dp,
     const bf16* z, Mamba3States<float> init, int T, int H, int G) {
@@ -590,7 +596,8 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
     const int h = blockIdx.x, b = blockIdx.y, g = h / (H / G);
     const int bh = b * H + h;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, t4 = lane & 3;
-    const int rb = warp & 3, ch = warp >> 2, r0 = rb * 16, c0 = ch * 32;  // row block, column half
+    // ch masked to one bit: the compiler then knows the rotated-pair tests below for S 16, 32
+    const int rb = warp & 3, ch = (warp >> 2) & 1, r0 = rb * 16, c0 = ch * 32;  // row block, column half
     const int NC = (T + L - 1) / L;
     const float Dh = Dp[h];
     const int ldv = H * PP;
@@ -612,21 +619,24 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
 #pragma unroll
     for (int j = 0; j < 4; j++) bq_acc[j][0] = bq_acc[j][1] = bk_acc[j][0] = bk_acc[j][1] = 0.f;
 
-    // Loads run a chunk ahead, each as soon as its tile is dead in the chunk before: phi, v, q_raw, k_raw,
-    // dout, z, y and the scalars after dv (the one cp.async group in flight at a chunk's top); theta,
-    // read late by the angle pass, at the chunk's first barrier.
-    load_bwd_tiles(s, phi, phi_g, q_raw, k_raw, v, dout, z, y_g, adt, dt, trap, b, bh, h, g, T, H, G, S, NC - 1);
+    // Loads run a chunk ahead, each as soon as its tile is dead in the chunk before: phi, the state, v,
+    // q_raw, k_raw, dout, z, y after dv (the one cp.async group in flight at a chunk's top); theta, read
+    // late by the angle pass, and the previous chunk's scalar inputs, read in the score phase by the
+    // scalar warp, at the chunk's first barrier.
+    load_bwd_tiles(s, phi, phi_g, states, q_raw, k_raw, v, dout, z, y_g, b, bh, h, g, T, H, G, S, NC - 1);
+    load_scalars(s.raw, adt, dt, trap, bh, T, (NC - 1) * L);
     cp_async_commit();
+    if (warp == kScalarWarp) {
+        cp_async_wait_group<0>();
+        chunk_scalars(s.cs[(NC - 1) & 1], s.raw);
+    }
 
     for (int c = NC - 1; c >= 0; c--) {
         const int t0 = c * L, nrows = min(L, T - t0);
+        const ChunkScalars& cs = s.cs[c & 1];
         // No barrier here: nothing below touches what the previous chunk's tail still reads (its dADT
         // pass took the scalars into registers before its last barrier).
-        cp_async_wait_group<0>();  // phi, v, q_raw, k_raw, dout, z, y, scalars
-        // the state entering the chunk: loaded here, written as the bf16 Hc tile only after the
-        // recompute below, so its memory latency hides behind the gate backward and the recompute
-        BwdAhead ahead;
-        load_bwd_ahead(ahead, states, bh, T, c);
+        cp_async_wait_group<0>();  // phi, Hc, v, q_raw, k_raw, dout, z, y
         // gate backward (§5.2) from dout, z, y in the K, P2, P1 tiles (the thread's own copies) -> dy tile, dz.
         // (vrow / hrow, the chunk's global row offsets, are recomputed in each phase that stores: kept
         // live across the chunk they cost registers under the cap and the backward spilled 88 bytes)
@@ -636,24 +646,29 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
             const int k = tid + it * NT, r = k >> 3, c8 = (k & 7) * 8;
             const uint4 go4 = *reinterpret_cast<const uint4*>(&s.K[r][c8]), z4 = *reinterpret_cast<const uint4*>(&s.P2[r][c8]),
                         y4 = *reinterpret_cast<const uint4*>(&s.P1[r][c8]);
-            const bf16 *go = reinterpret_cast<const bf16*>(&go4), *zz = reinterpret_cast<const bf16*>(&z4),
-                       *yy = reinterpret_cast<const bf16*>(&y4);
+            const uint32_t *go = reinterpret_cast<const uint32_t*>(&go4), *zz = reinterpret_cast<const uint32_t*>(&z4),
+                           *yy = reinterpret_cast<const uint32_t*>(&y4);
             uint4 dz4, dyv;
-            bf16* dzz = reinterpret_cast<bf16*>(&dz4);
-            bf16* dyy = reinterpret_cast<bf16*>(&dyv);
+            uint32_t *dzz = reinterpret_cast<uint32_t*>(&dz4), *dyy = reinterpret_cast<uint32_t*>(&dyv);
 #pragma unroll
-            for (int j = 0; j < 8; j++) {  // padded rows hold zeros: dy = 0 there
-                const float zf = __bfloat162float(zz[j]), sg = sigmoidf_(zf), gof = __bfloat162float(go[j]);
-                dyy[j] = __float2bfloat16(gof * zf * sg);
-                dzz[j] = __float2bfloat16(gof * __bfloat162float(yy[j]) * sg * (1.f + zf * (1.f - sg)));
+            for (int j = 0; j < 4; j++) {  // padded rows hold zeros: dy = 0 there
+                // dy = go z sg; dz = go y sg (1 + z (1 - sg)) = a y + a y (z - z sg) with a = go sg
+                const float2 zf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&zz[j])),
+                             gof = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&go[j])),
+                             yf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&yy[j]));
+                const float sg0 = sigmoidf_(zf.x), sg1 = sigmoidf_(zf.y), a0 = gof.x * sg0, a1 = gof.y * sg1;
+                const float ay0 = a0 * yf.x, ay1 = a1 * yf.y;
+                dyy[j] = pack_bf16(a0 * zf.x, a1 * zf.y);
+                dzz[j] = pack_bf16(fmaf(ay0, fmaf(-zf.x, sg0, zf.x), ay0), fmaf(ay1, fmaf(-zf.y, sg1, zf.y), ay1));
             }
             if (r < nrows) *reinterpret_cast<uint4*>(dz + vrow + (r * ldv + c8)) = dz4;
             *reinterpret_cast<uint4*>(&s.dY[r][c8]) = dyv;
         }
-        chunk_scalars(s.cs, s.raw);
         __syncthreads();  // Hc, dy, scalars, and the other threads' copies are visible
-        // theta rows: th_s held the previous chunk's dtheta until its copy-out, which this barrier ends
+        // theta rows: th_s held the previous chunk's dtheta until its copy-out, which this barrier ends;
+        // the raw scalars were read by this chunk's chunk_scalars in the chunk before
         load_theta_cols(th_s, theta + (b * T + t0) * S, S, nrows);
+        if (c > 0) load_scalars(s.raw, adt, dt, trap, bh, T, t0 - L);
         cp_async_commit();
         // ---- recompute q, k~; qbar.kbar and dd = dy.v per position. Thread = (row, quarter qt; see qcol).
         {
@@ -672,14 +687,7 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
             if (qt == 0) { s.qkdot[r] = dot; s.dd[r] = ddp; }
             rotate_quarter<S>(qv, kv, phi + r * S, qt);
             store_quarter(s.Q[r], qv, 1.f, qt);
-            store_quarter(s.K[r], kv, s.cs.scale[r], qt);
-        }
-#pragma unroll
-        for (int it = 0; it < PP * NN / 4 / NT; it++) {
-            const int k = tid + it * NT, p = (4 * k) / NN, n = (4 * k) % NN;
-            const float4 hv = ahead.h[it];
-            *reinterpret_cast<uint32_t*>(&s.Hc[p][n]) = pack_bf16(hv.x, hv.y);
-            *reinterpret_cast<uint32_t*>(&s.Hc[p][n + 2]) = pack_bf16(hv.z, hv.w);
+            store_quarter(s.K[r], kv, cs.scale[r], qt);
         }
         __syncthreads();
         // ---- intra-chunk score matrices: SK = Q K~^T, G' = dY V^T, M = exp(Acs_i - Acs_j)[i>j]
@@ -698,7 +706,7 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
 #pragma unroll
                     for (int e = 0; e < 4; e++) {
                         const int i = acc_row(r0, e), jj = c0 + acc_col(j, e);
-                        const float M = fexp(i > jj ? s.cs.acs[i] - s.cs.acs[jj] : -INFINITY);  // branch free
+                        const float M = fexp(i > jj ? cs.acs[i] - cs.acs[jj] : -INFINITY);  // branch free
                         const float p1 = M * accB[j][e], p2 = M * accA[j][e], gg = p1 * accA[j][e];
                         rs[e >> 1] += gg; csum[j][e & 1] += gg;
                         accB[j][e] = p1; accA[j][e] = p2;
@@ -708,6 +716,9 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                     *reinterpret_cast<uint32_t*>(&s.P2[acc_row(r0, 0)][c0 + acc_col(j, 0)]) = pack_bf16(accA[j][0], accA[j][1]);
                     *reinterpret_cast<uint32_t*>(&s.P2[acc_row(r0, 2)][c0 + acc_col(j, 2)]) = pack_bf16(accA[j][2], accA[j][3]);
                 }
+            } else if (warp == kScalarWarp && c > 0) {  // the next chunk's scalars (inputs from this chunk's top)
+                cp_async_wait_group<0>();
+                chunk_scalars(s.cs[(c - 1) & 1], s.raw);
             }
             // row sums over the 4 lanes of a row; column sums over the 8 row-groups of the warp
 #pragma unroll
@@ -753,7 +764,7 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                 for (int e = 0; e < 4; e += 2) {
                     const int i = acc_row(r0, e);
                     const float2 qq = bf2f(&s.Q[i][icol(ch, j, e)]);
-                    accQ[j][e] *= s.cs.eacs[i]; accQ[j][e + 1] *= s.cs.eacs[i];
+                    accQ[j][e] *= cs.eacs[i]; accQ[j][e + 1] *= cs.eacs[i];
                     u2[e >> 1] += accQ[j][e] * qq.x;
                     u2[e >> 1] += accQ[j][e + 1] * qq.y;
                 }
@@ -770,55 +781,62 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
 #pragma unroll
             for (int j = 0; j < 4; j++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) accK[j][e] *= s.cs.erev[acc_row(r0, e)];
+                for (int e = 0; e < 4; e++) accK[j][e] *= cs.erev[acc_row(r0, e)];
             warp_gemm<true, true, 4, 32>(accK, s.P1, s.Q, r0, r0, L, 16 * ch);
             // ---- per position and rotation pair (§5.4), in the accumulator layout: element pair
             // (row i, cols 2m, 2m+1) with 2m = icol(ch, j, 0) is one rotation pair of one position.
+            // Padded rows (i >= nrows) need no selects: their q_raw, k_raw rows are zero-filled and their
+            // dq, dk, dd are exact zeros, so everything below is zero there except what is not stored.
+            // Two instances: LASTC, the sequence's last chunk (rows past T are not stored; dfin.k adds at
+            // position T - 1), and every other chunk, without those per-pair tests and predicated loads.
             float dsr[2] = {0.f, 0.f};
             const int hrow = (b * T + t0) * H + h;
+            auto rotation_backward = [&](auto last_chunk) {
+                constexpr bool LASTC = decltype(last_chunk)::value;
 #pragma unroll
-            for (int e = 0; e < 4; e += 2) {
-                const int i = acc_row(r0, e), t = t0 + i;
-                const bool ok = i < nrows;
-                const float sc = s.cs.scale[i], ga = s.cs.gam[i], ddg = s.dd[i] * ga;
-                const bool last = dfin.k && t == T - 1;
+                for (int e = 0; e < 4; e += 2) {
+                    const int i = acc_row(r0, e);
+                    const float sc = cs.scale[i], ga = cs.gam[i], ddg = s.dd[i] * ga;
+                    const bool last = LASTC && dfin.k && t0 + i == T - 1;
 #pragma unroll
-                for (int j = 0; j < 4; j++) {
-                    const int n0 = icol(ch, j, 0), m = n0 / 2;
-                    const bool rot = 8 * ch + 16 * (j >> 1) + 4 * (j & 1) < S;  // m < S, warp-uniform (S % 4 == 0)
-                    const float2 qr = bf2f(&s.Qr[i][n0]), kr = bf2f(&s.Kr[i][n0]);
-                    const float2 bq = *reinterpret_cast<const float2*>(&s.qb[n0]), bk = *reinterpret_cast<const float2*>(&s.kb[n0]);
-                    const float qb0 = ok ? qr.x + bq.x : 0.f, qb1 = ok ? qr.y + bq.y : 0.f;
-                    const float kb0 = ok ? kr.x + bk.x : 0.f, kb1 = ok ? kr.y + bk.y : 0.f;
-                    float sn = 0.f, cs = 1.f;
-                    if (rot) sincos_angle(phi[i * S + m], &sn, &cs);
-                    const float dq0 = accQ[j][e], dq1 = accQ[j][e + 1], dk0 = accK[j][e], dk1 = accK[j][e + 1];
-                    dsr[e >> 1] += dk0 * (kb0 * cs - kb1 * sn) + dk1 * (kb0 * sn + kb1 * cs);
-                    float gk0 = sc * dk0, gk1 = sc * dk1;
-                    if (last) { gk0 += dfin.k[bh * NN + n0]; gk1 += dfin.k[bh * NN + n0 + 1]; }
-                    const float dqb0 = dq0 * cs + dq1 * sn + ddg * kb0, dqb1 = -dq0 * sn + dq1 * cs + ddg * kb1;
-                    const float dkb0 = gk0 * cs + gk1 * sn + ddg * qb0, dkb1 = -gk0 * sn + gk1 * cs + ddg * qb1;
-                    // d phi = dq . J q + dk~ . J k~ (J = d/dphi of the rotation), taken with the very bf16
-                    // q and k~ the products used: then the intra-chunk pair terms, which cancel in the
-                    // reverse cumsum of d phi (q.k~ is rotation invariant), cancel in our sums too.
-                    if (rot) {
-                        const float2 qq = bf2f(&s.Q[i][n0]), kk = bf2f(&s.K[i][n0]);
-                        const float q0 = qq.x, q1 = qq.y, k0 = kk.x, k1 = kk.y;
-                        float dp = -dq0 * q1 + dq1 * q0 - dk0 * k1 + dk1 * k0;
-                        if (last) {
-                            const float fk0 = dfin.k[bh * NN + n0], fk1 = dfin.k[bh * NN + n0 + 1];
-                            dp += fk0 * (-kb0 * sn - kb1 * cs) + fk1 * (kb0 * cs - kb1 * sn);
+                    for (int j = 0; j < 4; j++) {
+                        const int n0 = icol(ch, j, 0), m = n0 / 2;
+                        const bool rot = 8 * ch + 16 * (j >> 1) + 4 * (j & 1) < S;  // m < S, warp-uniform (S % 4 == 0)
+                        const float2 qr = bf2f(&s.Qr[i][n0]), kr = bf2f(&s.Kr[i][n0]);
+                        const float2 bq = *reinterpret_cast<const float2*>(&s.qb[n0]), bk = *reinterpret_cast<const float2*>(&s.kb[n0]);
+                        const float qb0 = qr.x + bq.x, qb1 = qr.y + bq.y, kb0 = kr.x + bk.x, kb1 = kr.y + bk.y;
+                        float sn = 0.f, cs = 1.f;
+                        if (rot) sincos_angle(phi[i * S + m], &sn, &cs);
+                        const float dq0 = accQ[j][e], dq1 = accQ[j][e + 1], dk0 = accK[j][e], dk1 = accK[j][e + 1];
+                        dsr[e >> 1] += dk0 * (kb0 * cs - kb1 * sn) + dk1 * (kb0 * sn + kb1 * cs);
+                        float gk0 = sc * dk0, gk1 = sc * dk1;
+                        if (last) { gk0 += dfin.k[bh * NN + n0]; gk1 += dfin.k[bh * NN + n0 + 1]; }
+                        const float dqb0 = dq0 * cs + dq1 * sn + ddg * kb0, dqb1 = -dq0 * sn + dq1 * cs + ddg * kb1;
+                        const float dkb0 = gk0 * cs + gk1 * sn + ddg * qb0, dkb1 = -gk0 * sn + gk1 * cs + ddg * qb1;
+                        // d phi = dq . J q + dk~ . J k~ (J = d/dphi of the rotation), taken with the very bf16
+                        // q and k~ the products used: then the intra-chunk pair terms, which cancel in the
+                        // reverse cumsum of d phi (q.k~ is rotation invariant), cancel in our sums too.
+                        if (rot) {
+                            const float2 qq = bf2f(&s.Q[i][n0]), kk = bf2f(&s.K[i][n0]);
+                            const float q0 = qq.x, q1 = qq.y, k0 = kk.x, k1 = kk.y;
+                            float dp = -dq0 * q1 + dq1 * q0 - dk0 * k1 + dk1 * k0;
+                            if (last) {
+                                const float fk0 = dfin.k[bh * NN + n0], fk1 = dfin.k[bh * NN + n0 + 1];
+                                dp += fk0 * (-kb0 * sn - kb1 * cs) + fk1 * (kb0 * cs - kb1 * sn);
+                            }
+                            dphi[i * SP + m] = dp;
                         }
-                        dphi[i * SP + m] = dp;
-                    }
-                    if (ok) {
-                        const int ho = i * H * NN + n0;
-                        *reinterpret_cast<uint32_t*>(dq_h + hrow * NN + ho) = pack_bf16(dqb0, dqb1);
-                        *reinterpret_cast<uint32_t*>(dk_h + hrow * NN + ho) = pack_bf16(dkb0, dkb1);
                         bq_acc[j][0] += dqb0; bq_acc[j][1] += dqb1; bk_acc[j][0] += dkb0; bk_acc[j][1] += dkb1;
+                        if (!LASTC || i < nrows) {
+                            const int ho = i * H * NN + n0;
+                            *reinterpret_cast<uint32_t*>(dq_h + hrow * NN + ho) = pack_bf16(dqb0, dqb1);
+                            *reinterpret_cast<uint32_t*>(dk_h + hrow * NN + ho) = pack_bf16(dkb0, dkb1);
+                        }
                     }
                 }
-            }
+            };
+            if (c == NC - 1) rotation_backward(std::true_type{});
+            else rotation_backward(std::false_type{});
 #pragma unroll
             for (int q = 0; q < 2; q++) {
                 dsr[q] += __shfl_xor_sync(0xffffffffu, dsr[q], 1);
@@ -838,7 +856,7 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                 for (int e = 0; e < 4; e += 2) {
                     const int i = acc_row(r0, e);
                     const float2 vv = bf2f(&s.V[i][c0 + acc_col(j, e)]);
-                    acc[j][e] *= s.cs.erev[i]; acc[j][e + 1] *= s.cs.erev[i];
+                    acc[j][e] *= cs.erev[i]; acc[j][e + 1] *= cs.erev[i];
                     wv[e >> 1] += acc[j][e] * vv.x;
                     wv[e >> 1] += acc[j][e + 1] * vv.y;
                 }
@@ -856,7 +874,7 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                 for (int e = 0; e < 4; e += 2) {
                     const int i = acc_row(r0, e), p = c0 + acc_col(j, e);
                     if (i < nrows) {
-                        const float dg = Dh + s.cs.gam[i] * s.qkdot[i];
+                        const float dg = Dh + cs.gam[i] * s.qkdot[i];
                         const float2 dy = bf2f(&s.dY[i][p]);
                         float v0 = acc[j][e] + dg * dy.x, v1 = acc[j][e + 1] + dg * dy.y;
                         if (dfin.v && t0 + i == T - 1) { v0 += dfin.v[bh * PP + p]; v1 += dfin.v[bh * PP + p + 1]; }
@@ -866,13 +884,13 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
         }
         __syncthreads();  // every reader of the dH, P1, P2 tiles is done; phi, v, q_raw, k_raw, K, Hc are dead
         if (c > 0) {
-            load_bwd_tiles(s, phi, phi_g, q_raw, k_raw, v, dout, z, y_g, adt, dt, trap, b, bh, h, g, T, H, G, S, c - 1);
+            load_bwd_tiles(s, phi, phi_g, states, q_raw, k_raw, v, dout, z, y_g, b, bh, h, g, T, H, G, S, c - 1);
         }
         cp_async_commit();
         {
             // dH <- exp(A_c) dH + sum_i dy_i (exp(Acs_i) q_i)^T. The row weight exp(Acs_i) goes onto dy's
             // fragments (i is the reduced index), so Q is used as it is: no scaled copy, no barrier for one.
-            const float eAc = expf(s.cs.acs[L - 1]);
+            const float eAc = expf(cs.acs[L - 1]);
 #pragma unroll
             for (int j = 0; j < 4; j++)
 #pragma unroll
@@ -882,8 +900,8 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                 uint32_t a[4];
                 ldsm4t(a, &s.dY[kk + (lane & 7) + ((lane >> 4) << 3)][r0 + ((lane >> 3) & 1) * 8]);
                 // a[0], a[1] hold k = kk + 2(lane%4) + {0,1}; a[2], a[3] the same + 8
-                const float2 e0 = *reinterpret_cast<const float2*>(&s.cs.eacs[kk + 2 * t4]);
-                const float2 e1 = *reinterpret_cast<const float2*>(&s.cs.eacs[kk + 8 + 2 * t4]);
+                const float2 e0 = *reinterpret_cast<const float2*>(&cs.eacs[kk + 2 * t4]);
+                const float2 e1 = *reinterpret_cast<const float2*>(&cs.eacs[kk + 8 + 2 * t4]);
                 a[0] = scale_bf16x2(a[0], e0); a[1] = scale_bf16x2(a[1], e0);
                 a[2] = scale_bf16x2(a[2], e1); a[3] = scale_bf16x2(a[3], e1);
 #pragma unroll
@@ -918,12 +936,12 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
             float a0 = 0.f, a1 = 0.f;
             if (lane < nrows) {
                 const float th = ftanh(th_s[lane * SP + i]);
-                th_s[lane * SP + i] = g0 * s.cs.dtv[lane] * kPi * (1.f - th * th);
+                th_s[lane * SP + i] = g0 * cs.dtv[lane] * kPi * (1.f - th * th);
                 a0 = g0 * kPi * th;
             }
             if (lane + 32 < nrows) {
                 const float th = ftanh(th_s[(lane + 32) * SP + i]);
-                th_s[(lane + 32) * SP + i] = g1 * s.cs.dtv[lane + 32] * kPi * (1.f - th * th);
+                th_s[(lane + 32) * SP + i] = g1 * cs.dtv[lane + 32] * kPi * (1.f - th * th);
                 a1 = g1 * kPi * th;
             }
             __syncwarp();
@@ -936,7 +954,7 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
         float lam = 0.f, dtt = 0.f, eAcL = 0.f;
         if (tid < L) {
             const int r = tid;
-            lam = s.cs.lam[r]; dtt = s.cs.dtv[r]; eAcL = expf(s.cs.acs[L - 1]);
+            lam = cs.lam[r]; dtt = cs.dtv[r]; eAcL = expf(cs.acs[L - 1]);
             float su = s.urow[0][r] + s.urow[1][r] - (s.colpart[0][r] + s.colpart[1][r] + s.colpart[2][r] + s.colpart[3][r]) +
                        s.u2[0][r] + s.u2[1][r];
             const float w = s.wv[0][r] + s.wv[1][r];
@@ -952,12 +970,14 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
             s.urow[0][r] = su; s.u2[0][r] = pw; s.wv[0][r] = w; s.ds[0][r] += s.ds[1][r];
         }
         __syncthreads();
-        // dtheta rows to the per-head scratch (B,T,H,S), 16 bytes a thread, by the warps that the dADT pass
-        // below leaves idle
-        for (int k = tid - L; k >= 0 && k < nrows * (S / 4); k += NT - L) {
-            const int r = k / (S / 4), p = 4 * (k % (S / 4));
+        // dtheta rows to the per-head scratch (B,T,H,S) bf16, 16 bytes a thread, by the warps that the dADT
+        // pass below leaves idle
+        for (int k = tid - L; k >= 0 && k < nrows * (S / 8); k += NT - L) {
+            const int r = k / (S / 8), p = 8 * (k % (S / 8));
             const float* src = th_s + r * SP + p;
-            *reinterpret_cast<float4*>(dth_h + (((b * T + t0 + r) * H + h) * S + p)) = make_float4(src[0], src[1], src[2], src[3]);
+            const uint4 u = make_uint4(pack_bf16(src[0], src[1]), pack_bf16(src[2], src[3]), pack_bf16(src[4], src[5]),
+                                       pack_bf16(src[6], src[7]));
+            *reinterpret_cast<uint4*>(dth_h + (((b * T + t0 + r) * H + h) * S + p)) = u;
         }
         // ---- dADT_t = sum_{r>=t} u_r + m + sum_{r<t} w_r; dDT, dTrap (§5.5) per position
         if (tid < L) {
@@ -1029,7 +1049,10 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
         ddt[bh * T] = pd[0] + dc0 * (1.f - l0);
         dtrap[bh * T] = (pd[1] - dc0 * pd[3]) * l0 * (1.f - l0);
     }
-    // ---- per-(b,h) partial sums of the bias and D gradients (fixed order)
+    // ---- per-(b,h) partial sums of the bias and D gradients (fixed order); the row-block partials go
+    // through the Q tile, dead after the walk
+    float (*bpart_q)[NN] = reinterpret_cast<float(*)[NN]>(&s.Q[0][0]), (*bpart_k)[NN] = bpart_q + 4;
+    static_assert(sizeof(Tile) >= 8 * NN * sizeof(float), "bias partials fit a tile");
 #pragma unroll
     for (int j = 0; j < 4; j++)
 #pragma unroll
@@ -1040,7 +1063,7 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                 aq += __shfl_xor_sync(0xffffffffu, aq, o);
                 ak += __shfl_xor_sync(0xffffffffu, ak, o);
             }
-            if (lane < 4) { s.bpart_q[rb][icol(ch, j, q)] = aq; s.bpart_k[rb][icol(ch, j, q)] = ak; }
+            if (lane < 4) { bpart_q[rb][icol(ch, j, q)] = aq; bpart_k[rb][icol(ch, j, q)] = ak; }
         }
     if (tid < L) {
         float a = dD_acc;
@@ -1050,44 +1073,39 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
     }
     __syncthreads();
     if (tid < NN) {
-        bq_part[bh * NN + tid] = s.bpart_q[0][tid] + s.bpart_q[1][tid] + s.bpart_q[2][tid] + s.bpart_q[3][tid];
-        bk_part[bh * NN + tid] = s.bpart_k[0][tid] + s.bpart_k[1][tid] + s.bpart_k[2][tid] + s.bpart_k[3][tid];
+        bq_part[bh * NN + tid] = bpart_q[0][tid] + bpart_q[1][tid] + bpart_q[2][tid] + bpart_q[3][tid];
+        bk_part[bh * NN + tid] = bpart_k[0][tid] + bpart_k[1][tid] + bpart_k[2][tid] + bpart_k[3][tid];
     }
     if (tid == 0) dD_part[bh] = s.dDpart[0] + s.dDpart[1];
 }
 
 // GQA and angle sums over heads, in head order: dq_raw[b,t,g,:] = sum_{h in g} dq_h[b,t,h,:], etc.
-// A thread sums 8 columns of dq_raw and dk_raw (one 16-byte piece per head) or 4 of dtheta.
+// A thread sums 8 columns of dq_raw and dk_raw, or of dtheta (one 16-byte bf16 piece per head).
 __global__ void mamba3_scan_head_sum_kernel(float* dq_raw, float* dk_raw, float* dtheta, const bf16* dq_h,
-                                            const bf16* dk_h, const float* dth_h, int64_t BT, int H, int G, int S) {
+                                            const bf16* dk_h, const bf16* dth_h, int64_t BT, int H, int G, int S) {
     const int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    const int nq = G * NN / 8, per = nq + S / 4;
+    const int nq = G * NN / 8, per = 2 * nq + S / 8;
     if (idx >= BT * per) return;
     const int64_t bt = idx / per;
     const int k = (int)(idx % per), HG = H / G;
-    if (k < nq) {
-        const int g = 8 * k / NN, n = 8 * k % NN;
-        float aq[8] = {}, ak[8] = {};
-        for (int hh = 0; hh < HG; hh++) {
-            const int64_t o = (bt * H + g * HG + hh) * NN + n;
-            const uint4 q4 = *reinterpret_cast<const uint4*>(dq_h + o), k4 = *reinterpret_cast<const uint4*>(dk_h + o);
-            const bf16 *qq = reinterpret_cast<const bf16*>(&q4), *kk = reinterpret_cast<const bf16*>(&k4);
+    // piece k: dq (k < nq), dk (k < 2 nq) or dtheta; its heads, row stride, column and destination
+    const bool isq = k < 2 * nq, isdq = k < nq;
+    const int kk = isdq ? k : isq ? k - nq : k - 2 * nq, g = isq ? 8 * kk / NN : 0, col = isq ? 8 * kk % NN : 8 * kk;
+    const int h0 = isq ? g * HG : 0, nh = isq ? HG : H, ld = isq ? NN : S;
+    const bf16* src = isdq ? dq_h : isq ? dk_h : dth_h;
+    float a[8] = {};
+    for (int hh = 0; hh < nh; hh++) {
+        const uint4 u = *reinterpret_cast<const uint4*>(src + (bt * H + h0 + hh) * ld + col);
+        const __nv_bfloat162* x = reinterpret_cast<const __nv_bfloat162*>(&u);
 #pragma unroll
-            for (int j = 0; j < 8; j++) { aq[j] += __bfloat162float(qq[j]); ak[j] += __bfloat162float(kk[j]); }
+        for (int j = 0; j < 4; j++) {
+            const float2 f = __bfloat1622float2(x[j]);
+            a[2 * j] += f.x; a[2 * j + 1] += f.y;
         }
-        float4* q = reinterpret_cast<float4*>(dq_raw + bt * G * NN + 8 * k);
-        float4* kd = reinterpret_cast<float4*>(dk_raw + bt * G * NN + 8 * k);
-        q[0] = make_float4(aq[0], aq[1], aq[2], aq[3]); q[1] = make_float4(aq[4], aq[5], aq[6], aq[7]);
-        kd[0] = make_float4(ak[0], ak[1], ak[2], ak[3]); kd[1] = make_float4(ak[4], ak[5], ak[6], ak[7]);
-    } else {
-        const int i = 4 * (k - nq);
-        float4 a = make_float4(0.f, 0.f, 0.f, 0.f);
-        for (int hh = 0; hh < H; hh++) {
-            const float4 x = *reinterpret_cast<const float4*>(dth_h + (bt * H + hh) * S + i);
-            a.x += x.x; a.y += x.y; a.z += x.z; a.w += x.w;
-        }
-        *reinterpret_cast<float4*>(dtheta + bt * S + i) = a;
     }
+    float* dst = isdq ? dq_raw + bt * G * NN + 8 * kk : isq ? dk_raw + bt * G * NN + 8 * kk : dtheta + bt * S + col;
+    reinterpret_cast<float4*>(dst)[0] = make_float4(a[0], a[1], a[2], a[3]);
+    reinterpret_cast<float4*>(dst)[1] = make_float4(a[4], a[5], a[6], a[7]);
 }
 // Parameter gradients ACCUMULATE: sum the per-(b,h) partials over b in order.
 __global__ void mamba3_scan_param_sum_kernel(float* dq_bias, float* dk_bias, float* dD, const float* bq_part,
@@ -1120,7 +1138,7 @@ void check_dims(const Mamba3Dims& d, const char* who) {
 Mamba3States<float> states_or_null(const Mamba3States<float>* st) { return st ? *st : Mamba3States<float>{}; }
 }  // namespace
 
-void mamba3_scan_forward(bf16* out, const Mamba3States<float>* fin, float* phi, bf16* y, float* states,
+void mamba3_scan_forward(bf16* out, const Mamba3States<float>* fin, float* phi, bf16* y, bf16* states,
                          const bf16* q_raw, const bf16* k_raw, const bf16* v, const float* adt, const float* dt,
                          const float* trap, const float* theta, const float* q_bias, const float* k_bias,
                          const float* D, const bf16* z, const Mamba3States<float>* init, const Mamba3Dims& d,
@@ -1128,12 +1146,14 @@ void mamba3_scan_forward(bf16* out, const Mamba3States<float>* fin, float* phi, 
     check_dims(d, "mamba3_scan_forward");
     const size_t smem = sizeof(FwdSmem);
     const int si = d.S / 16;  // 8, 16, 32 -> 0, 1, 2
-    // pi tanh(theta) goes to the states buffer, which the walk writes only after the angle kernel read it
+    // pi tanh(theta) (B,T,S fp32) goes to the states buffer, which the walk writes only after the angle
+    // kernel read it (it fits: B H nchunks P N bf16 >= B T S fp32 for S <= 32 H)
     const int nth = d.B * d.T * d.S;
-    mamba3_scan_pitanh_kernel<<<(nth + 255) / 256, 256, 0, stream>>>(states, theta, nth);
+    float* pth = reinterpret_cast<float*>(states);
+    mamba3_scan_pitanh_kernel<<<(nth + 255) / 256, 256, 0, stream>>>(pth, theta, nth);
     cudaCheckLaunch();
     auto angles = si == 0 ? mamba3_scan_angle_kernel<8> : si == 1 ? mamba3_scan_angle_kernel<16> : mamba3_scan_angle_kernel<32>;
-    angles<<<dim3(d.H, d.B), NTA, 0, stream>>>(phi, fin ? fin->angle : nullptr, states, dt, init ? init->angle : nullptr, d.T, d.H);
+    angles<<<dim3(d.H, d.B), NTA, 0, stream>>>(phi, fin ? fin->angle : nullptr, pth, dt, init ? init->angle : nullptr, d.T, d.H);
     cudaCheckLaunch();
     auto kernel = si == 0 ? mamba3_scan_fwd_kernel<8> : si == 1 ? mamba3_scan_fwd_kernel<16> : mamba3_scan_fwd_kernel<32>;
     static bool attr[3] = {};
@@ -1147,14 +1167,14 @@ void mamba3_scan_forward(bf16* out, const Mamba3States<float>* fin, float* phi, 
 }
 
 size_t mamba3_scan_backward_scratch_bytes(const Mamba3Dims& d) {
-    const size_t BTH = (size_t)d.B * d.T * d.H;
-    return 2 * BTH * NN * sizeof(bf16) + BTH * d.S * sizeof(float) + (2 * (size_t)d.B * d.H * NN + (size_t)d.B * d.H) * sizeof(float) + 256;
+    const size_t BTH = (size_t)d.B * d.T * d.H, BH = (size_t)d.B * d.H;
+    return BTH * (2 * NN + d.S) * sizeof(bf16) + (2 * BH * NN + BH) * sizeof(float) + 256;
 }
 
 void mamba3_scan_backward(float* dq_raw, float* dk_raw, bf16* dv, float* dadt, float* ddt, float* dtrap, float* dtheta,
                           float* dq_bias, float* dk_bias, float* dD, bf16* dz, const Mamba3States<float>* dinit,
                           const bf16* dout, const Mamba3States<float>* dfin, const float* phi, const bf16* y,
-                          const float* states, const bf16* q_raw, const bf16* k_raw, const bf16* v, const float* adt,
+                          const bf16* states, const bf16* q_raw, const bf16* k_raw, const bf16* v, const float* adt,
                           const float* dt, const float* trap, const float* theta, const float* q_bias,
                           const float* k_bias, const float* D, const bf16* z, const Mamba3States<float>* init,
                           void* scratch, const Mamba3Dims& d, cudaStream_t stream) {
@@ -1165,7 +1185,7 @@ void mamba3_scan_backward(float* dq_raw, float* dk_raw, bf16* dv, float* dadt, f
     char* p = (char*)scratch;
     bf16* dq_h = (bf16*)p; p += BTH * NN * sizeof(bf16);
     bf16* dk_h = (bf16*)p; p += BTH * NN * sizeof(bf16);
-    float* dth_h = (float*)p; p += BTH * d.S * sizeof(float);
+    bf16* dth_h = (bf16*)p; p += BTH * d.S * sizeof(bf16);
     float* bq_part = (float*)p; p += (size_t)d.B * d.H * NN * sizeof(float);
     float* bk_part = (float*)p; p += (size_t)d.B * d.H * NN * sizeof(float);
     float* dD_part = (float*)p;
@@ -1182,7 +1202,7 @@ void mamba3_scan_backward(float* dq_raw, float* dk_raw, bf16* dv, float* dadt, f
         states_or_null(dfin), phi, y, states, q_raw, k_raw, v, adt, dt, trap, theta, q_bias, k_bias, D, z,
         states_or_null(init), d.T, d.H, d.G);
     cudaCheckLaunch();
-    const int64_t BT = (int64_t)d.B * d.T, total = BT * (d.G * NN / 8 + d.S / 4);
+    const int64_t BT = (int64_t)d.B * d.T, total = BT * (2 * d.G * NN / 8 + d.S / 8);
     mamba3_scan_head_sum_kernel<<<(unsigned)((total + 255) / 256), 256, 0, stream>>>(dq_raw, dk_raw, dtheta, dq_h, dk_h,
                                                                                       dth_h, BT, d.H, d.G, d.S);
     cudaCheckLaunch();

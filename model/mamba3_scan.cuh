@@ -1,13 +1,15 @@
 // Mamba-3 SISO chunked scan on the GPU (spec/mamba3.md §3.4 forward, §5 backward): the CUDA twin
 // of mamba3_scan_forward_cpu / mamba3_scan_backward_cpu in model/mamba3.h, same argument order,
-// same layouts, same saved tensors (phi, y, states). One CTA walks one (b, h) over its chunks (the
+// same layouts, same saved tensors (phi, y, states; states in bf16 here). One CTA walks one (b, h) over its chunks (the
 // forward's angles phi come first, from a kernel of their own, through the states buffer as scratch);
 // the intra-chunk products run on tensor cores (mma.sync m16n8k16, bf16 operands, fp32 accumulate);
 // the state H (P x N), the angle phi and every per-position scalar stay fp32.
 //
 // dtypes at the boundary: the large per-(b,t,h) tensors are bf16 (q_raw, k_raw, v, z, out, y, dout,
-// dv, dz); the per-(b,h,t) scalars (adt, dt, trap), theta, phi, the per-chunk states, the biases,
-// D, the group-reduced dq_raw/dk_raw, dtheta and all initial/final states are fp32.
+// dv, dz); the per-(b,h,t) scalars (adt, dt, trap), theta, phi, the biases, D, the group-reduced
+// dq_raw/dk_raw, dtheta and all initial/final states are fp32. The saved per-chunk states are bf16:
+// the state is carried in fp32, but the backward's only use of a saved state is as a bf16 MMA
+// operand, so fp32 copies were twice the bytes (268 MB each way at the seed's shape) for nothing.
 // Supported: N = P = L = 64, S in {8, 16, 32}, H % G == 0 (fatal otherwise). dq_raw, dk_raw and dtheta
 // are written 16 bytes at a time: 16-byte aligned (cudaMalloc and the model's arena are).
 //
@@ -20,7 +22,8 @@
 // fin may be nullptr (no final states). init may be nullptr (zero states).
 void mamba3_scan_forward(__nv_bfloat16* out,                          // (B,T,H,P)
                          const Mamba3States<float>* fin,              // device pointers
-                         float* phi, __nv_bfloat16* y, float* states, // saved: (B,H,T,S) (B,T,H,P) (B,H,nchunks,P,N)
+                         float* phi, __nv_bfloat16* y,                // saved: (B,H,T,S) (B,T,H,P)
+                         __nv_bfloat16* states,                       // saved: (B,H,nchunks,P,N)
                          const __nv_bfloat16* q_raw, const __nv_bfloat16* k_raw,  // (B,T,G,N)
                          const __nv_bfloat16* v,                      // (B,T,H,P)
                          const float* adt, const float* dt, const float* trap,    // (B,H,T)
@@ -46,7 +49,7 @@ void mamba3_scan_backward(float* dq_raw, float* dk_raw,               // (B,T,G,
                           const Mamba3States<float>* dinit,
                           const __nv_bfloat16* dout,                  // (B,T,H,P)
                           const Mamba3States<float>* dfin,
-                          const float* phi, const __nv_bfloat16* y, const float* states,  // saved
+                          const float* phi, const __nv_bfloat16* y, const __nv_bfloat16* states,  // saved
                           const __nv_bfloat16* q_raw, const __nv_bfloat16* k_raw, const __nv_bfloat16* v,
                           const float* adt, const float* dt, const float* trap, const float* theta,
                           const float* q_bias, const float* k_bias, const float* D,

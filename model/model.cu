@@ -78,7 +78,7 @@ size_t acts_layout(const Config& c, int B, int T, char* base, GpuActs* out) {
             L.rstd_k = w.take<float>(N * d.G);
             L.phi = w.take<float>(BHT * d.S);
             L.ys = w.take<bf16>(N * d.DI);
-            L.states = w.take<float>((int64_t)B * d.H * d.nchunks() * d.P * d.N);
+            L.states = w.take<bf16>((int64_t)B * d.H * d.nchunks() * d.P * d.N);
             L.o = w.take<bf16>(N * d.DI);
         }
         L.mix_out = w.take<bf16>(N * C);

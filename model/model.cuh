@@ -34,7 +34,8 @@ struct GpuLayerActs {
     float *q_rstd, *k_rstd, *lse;
     // Mamba-3 (nullptr on attention layers), layouts of model/mamba3.h
     bf16 *zxbcdt, *z, *xs, *q_raw, *k_raw, *ys, *o;  // xs = x (the scan's v), ys = pre-gate y, o = gated out
-    float *adt, *dt, *trap, *theta, *rstd_q, *rstd_k, *phi, *states;
+    float *adt, *dt, *trap, *theta, *rstd_q, *rstd_k, *phi;
+    bf16* states;     // (B,H,nchunks,P,N) the scan's saved chunk states
     bf16* mix_out;    // (N, C) mixer output
     float* x_mid;     // (N, C)
     bf16* n2;         // (N, C)
