@@ -805,14 +805,14 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                         const float2 qr = bf2f(&s.Qr[i][n0]), kr = bf2f(&s.Kr[i][n0]);
                         const float2 bq = *reinterpret_cast<const float2*>(&s.qb[n0]), bk = *reinterpret_cast<const float2*>(&s.kb[n0]);
                         const float qb0 = qr.x + bq.x, qb1 = qr.y + bq.y, kb0 = kr.x + bk.x, kb1 = kr.y + bk.y;
-                        float sn = 0.f, cs = 1.f;
-                        if (rot) sincos_angle(phi[i * S + m], &sn, &cs);
+                        float sn = 0.f, cn = 1.f;
+                        if (rot) sincos_angle(phi[i * S + m], &sn, &cn);
                         const float dq0 = accQ[j][e], dq1 = accQ[j][e + 1], dk0 = accK[j][e], dk1 = accK[j][e + 1];
-                        dsr[e >> 1] += dk0 * (kb0 * cs - kb1 * sn) + dk1 * (kb0 * sn + kb1 * cs);
+                        dsr[e >> 1] += dk0 * (kb0 * cn - kb1 * sn) + dk1 * (kb0 * sn + kb1 * cn);
                         float gk0 = sc * dk0, gk1 = sc * dk1;
                         if (last) { gk0 += dfin.k[bh * NN + n0]; gk1 += dfin.k[bh * NN + n0 + 1]; }
-                        const float dqb0 = dq0 * cs + dq1 * sn + ddg * kb0, dqb1 = -dq0 * sn + dq1 * cs + ddg * kb1;
-                        const float dkb0 = gk0 * cs + gk1 * sn + ddg * qb0, dkb1 = -gk0 * sn + gk1 * cs + ddg * qb1;
+                        const float dqb0 = dq0 * cn + dq1 * sn + ddg * kb0, dqb1 = -dq0 * sn + dq1 * cn + ddg * kb1;
+                        const float dkb0 = gk0 * cn + gk1 * sn + ddg * qb0, dkb1 = -gk0 * sn + gk1 * cn + ddg * qb1;
                         // d phi = dq . J q + dk~ . J k~ (J = d/dphi of the rotation), taken with the very bf16
                         // q and k~ the products used: then the intra-chunk pair terms, which cancel in the
                         // reverse cumsum of d phi (q.k~ is rotation invariant), cancel in our sums too.
@@ -822,7 +822,7 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
                             float dp = -dq0 * q1 + dq1 * q0 - dk0 * k1 + dk1 * k0;
                             if (last) {
                                 const float fk0 = dfin.k[bh * NN + n0], fk1 = dfin.k[bh * NN + n0 + 1];
-                                dp += fk0 * (-kb0 * sn - kb1 * cs) + fk1 * (kb0 * cs - kb1 * sn);
+                                dp += fk0 * (-kb0 * sn - kb1 * cn) + fk1 * (kb0 * cn - kb1 * sn);
                             }
                             dphi[i * SP + m] = dp;
                         }
