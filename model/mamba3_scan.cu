@@ -480,7 +480,7 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_fwd_kernel(
         for (int j = 0; j < 4; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) accY[j][e] *= cs.eacs[acc_row(r0, e)];
-        cp_async_wait_group<1>();  // v, z (the next chunk's k_raw, theta may still be in flight)
+        cp_async_wait_group<1>();  // v, z (the next chunk's k_raw, phi may still be in flight)
         __syncthreads();           // every score row is complete; v, z visible
         warp_gemm<false, true, 4>(accY, Sc, s.V, r0, 0, r0 + 16, c0);
 #pragma unroll
@@ -559,9 +559,9 @@ size_t bwd_smem_bytes(int S) { return sizeof(BwdSmem) + (size_t)(3 * L * S + 2 *
 static_assert(sizeof(BwdSmem) % 16 == 0, "the phi table after BwdSmem takes 16-byte copies");
 
 // Chunk c's saved phi and state (bf16, into Hc), its v, q_raw, k_raw tiles, dout, z, y for the gate
-// backward into the K, P2, P1 tiles (dead in the previous chunk's tail); cp.async, not committed. The gate backward
-// reads exactly the 16-byte pieces its thread copied (load_tile's thread mapping), so it needs only
-// the thread's own wait, no barrier.
+// backward into the K, P2, P1 tiles (dead in the previous chunk's tail); cp.async, not committed. The
+// gate backward reads exactly the 16-byte pieces its thread copied (load_tile's thread mapping), so it
+// needs only the thread's own wait, no barrier.
 __device__ __forceinline__ void load_bwd_tiles(BwdSmem& s, float* phi, const float* phi_g, const bf16* states, const bf16* q_raw,
                                                const bf16* k_raw, const bf16* v, const bf16* dout, const bf16* z,
                                                const bf16* y_g, int b, int bh, int h, int g, int T, int H, int G, int S, int c) {
