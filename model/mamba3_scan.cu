@@ -1080,7 +1080,9 @@ __global__ void __launch_bounds__(NT, 2) mamba3_scan_bwd_kernel(
 }
 
 // GQA and angle sums over heads, in head order: dq_raw[b,t,g,:] = sum_{h in g} dq_h[b,t,h,:], etc.
-// A thread sums 8 columns of dq_raw and dk_raw, or of dtheta (one 16-byte bf16 piece per head).
+// A thread sums 8 columns of dq_raw, of dk_raw or of dtheta (one 16-byte bf16 piece per head), the
+// piece's tensor, heads and column decoded inline: 118 us at the seed's shape, where dq and dk in one
+// thread took 121 us and the same one-piece mapping through a summing helper 128 us (H100, ncu).
 __global__ void mamba3_scan_head_sum_kernel(float* dq_raw, float* dk_raw, float* dtheta, const bf16* dq_h,
                                             const bf16* dk_h, const bf16* dth_h, int64_t BT, int H, int G, int S) {
     const int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;

@@ -1,7 +1,8 @@
 // Mamba-3 SISO chunked scan on the GPU (spec/mamba3.md §3.4 forward, §5 backward): the CUDA twin
 // of mamba3_scan_forward_cpu / mamba3_scan_backward_cpu in model/mamba3.h, same argument order,
-// same layouts, same saved tensors (phi, y, states; states in bf16 here). One CTA walks one (b, h) over its chunks (the
-// forward's angles phi come first, from a kernel of their own, through the states buffer as scratch);
+// same layouts, same saved tensors (phi, y, states; states in bf16 here). One CTA walks one (b, h)
+// over its chunks (the forward's angles phi come first, from a kernel of their own, through the
+// states buffer as scratch);
 // the intra-chunk products run on tensor cores (mma.sync m16n8k16, bf16 operands, fp32 accumulate);
 // the state H (P x N), the angle phi and every per-position scalar stay fp32.
 //
